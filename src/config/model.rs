@@ -1,0 +1,303 @@
+//! The resolved configuration: what the gateway runs on.
+//!
+//! Every value here has been checked, templated and defaulted by `resolve`. A half-configured
+//! state (a client certificate without its key, a server with both `cmd` and `url`) cannot be
+//! represented, so code downstream of the config never re-validates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// A loaded and validated `nexus.toml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from (for messages and reloads).
+    pub path: PathBuf,
+    /// `[server]`: the gateway's own listener.
+    pub server: Server,
+    /// `[mcp]`: the MCP endpoint and its downstream servers.
+    pub mcp: Mcp,
+    /// `[pkcs11]`: defaults for every `pkcs11:` URI.
+    pub pkcs11: Pkcs11Defaults,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// `listen_address`, default `127.0.0.1:8000`.
+    pub listen_address: SocketAddr,
+    /// `[server.tls]`: HTTPS for clients when present.
+    pub tls: Option<ServerTls>,
+    /// `[server.health]`.
+    pub health: Health,
+    /// `allowed_hosts`: `Host` header values accepted (DNS-rebinding protection). Empty means:
+    /// loopback names when listening on loopback, anything otherwise.
+    pub allowed_hosts: Vec<String>,
+    /// `allowed_origins`: `Origin` header values accepted. Empty means: loopback origins when
+    /// listening on loopback, otherwise only an origin whose host equals the `Host` header.
+    pub allowed_origins: Vec<String>,
+}
+
+/// `[server.health]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// `enabled`, default true.
+    pub enabled: bool,
+    /// `path`, default `/health`.
+    pub path: String,
+}
+
+/// `[server.tls]`: the gateway's own HTTPS.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// `certificate`: leaf then chain.
+    pub certificate: CertSource,
+    /// `key`.
+    pub key: KeySource,
+    /// `client_ca_cert_path`: when set, clients must present a certificate issued by it.
+    pub client_ca: Option<PathBuf>,
+    /// `min_tls_version`, `cipher_list`, `ciphersuites`.
+    pub params: TlsParams,
+}
+
+/// Protocol and cipher settings shared by both TLS directions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsParams {
+    /// `min_tls_version`: "1.2" (default) or "1.3". TLS 1.0/1.1 are never offered.
+    pub min_version: TlsVersion,
+    /// `cipher_list`: OpenSSL cipher string for TLS 1.2.
+    pub cipher_list: Option<String>,
+    /// `ciphersuites`: OpenSSL TLS 1.3 suites.
+    pub ciphersuites: Option<String>,
+}
+
+/// Lowest TLS version offered or accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// Where a certificate (leaf then chain) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// A PEM file.
+    Pem(PathBuf),
+    /// An RFC 7512 `pkcs11:` URI (certificate stored on the token), kept verbatim.
+    Pkcs11(String),
+}
+
+/// Where a private key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A PEM file (PKCS#8, PKCS#1 RSA, SEC1 EC; encrypted PKCS#8 with a password).
+    Pem {
+        /// The key file.
+        path: PathBuf,
+        /// Passphrase of an encrypted key.
+        password: Option<SecretSource>,
+    },
+    /// An RFC 7512 `pkcs11:` URI, kept verbatim (it may carry `pin-value`, so never log it whole).
+    Pkcs11(String),
+}
+
+/// A secret given inline (usually through `{{ env.X }}`) or as a file to read.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// The value itself.
+    Value(SecretString),
+    /// A file holding the value (trailing newline stripped when read).
+    File(PathBuf),
+}
+
+/// `[pkcs11]`.
+#[derive(Debug, Clone, Default)]
+pub struct Pkcs11Defaults {
+    /// `module_path`.
+    pub module_path: Option<PathBuf>,
+    /// `pin_file` or `pin`.
+    pub pin: Option<SecretSource>,
+}
+
+/// `[mcp]`.
+#[derive(Debug, Clone)]
+pub struct Mcp {
+    /// `enabled`, default true.
+    pub enabled: bool,
+    /// `path`, default `/mcp`.
+    pub path: String,
+    /// `tools`: "search" (default) or "direct".
+    pub tools: ToolsMode,
+    /// `prefix`: "always" (default) or "when-needed".
+    pub prefix: PrefixMode,
+    /// `call_timeout`, default 60 s: how long one downstream call may take (progress
+    /// notifications restart the clock).
+    pub call_timeout: Duration,
+    /// `[mcp.servers.NAME]`, in the order they appear in the file.
+    pub servers: Vec<Downstream>,
+}
+
+/// How tools are presented to clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ToolsMode {
+    /// Only `search` and `execute` are listed.
+    #[default]
+    Search,
+    /// Every downstream tool is listed.
+    Direct,
+}
+
+/// When tool and prompt names get the `server__` prefix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PrefixMode {
+    /// Always.
+    #[default]
+    Always,
+    /// Only when more than one server is configured.
+    WhenNeeded,
+}
+
+/// One `[mcp.servers.NAME]` entry.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// The table name.
+    pub name: String,
+    /// Child process or remote server.
+    pub transport: Transport,
+    /// `rate_limits`.
+    pub rate_limit: Option<RateLimit>,
+    /// `call_timeout` of this server, else `[mcp] call_timeout`.
+    pub call_timeout: Duration,
+}
+
+/// How the gateway reaches a downstream.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// `cmd`: a child process speaking MCP over stdin/stdout.
+    Stdio(Stdio),
+    /// `url`: a remote server.
+    Http(Http),
+}
+
+/// A stdio downstream.
+#[derive(Debug, Clone)]
+pub struct Stdio {
+    /// `cmd[0]`.
+    pub program: String,
+    /// `cmd[1..]`.
+    pub args: Vec<String>,
+    /// `env`, added to the gateway's environment.
+    pub env: Vec<(String, String)>,
+    /// `cwd`.
+    pub cwd: Option<PathBuf>,
+    /// `stderr`.
+    pub stderr: StderrTarget,
+}
+
+/// Where a child's stderr goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StderrTarget {
+    /// "null" (default): discarded.
+    Null,
+    /// "inherit": the gateway's own stderr.
+    Inherit,
+    /// "pipe": each line logged by the gateway with the server name.
+    Pipe,
+    /// `{ file = "..." }`: appended to a file.
+    File(PathBuf),
+}
+
+/// An HTTP downstream.
+#[derive(Debug, Clone)]
+pub struct Http {
+    /// `url` (http or https).
+    pub url: http::Uri,
+    /// `protocol`; `None` means detect (Streamable HTTP first, then SSE).
+    pub protocol: Option<HttpProtocol>,
+    /// `[auth]`.
+    pub auth: Option<Auth>,
+    /// `[tls]` (defaults when absent; ignored for `http://`).
+    pub tls: ClientTls,
+}
+
+/// `protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpProtocol {
+    /// "streamable-http".
+    StreamableHttp,
+    /// "sse": the 2024-11-05 HTTP+SSE transport.
+    Sse,
+}
+
+/// `[mcp.servers.NAME.auth]`.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// `token = "..."`: sent as `Authorization: Bearer`.
+    Token(SecretString),
+    /// `type = "forward"`: the client's own `Authorization` header is passed on.
+    Forward,
+}
+
+/// `[mcp.servers.NAME.rate_limits]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    /// `limit`: calls allowed per interval.
+    pub limit: u32,
+    /// `interval`, e.g. "60s".
+    pub interval: Duration,
+    /// `tools.NAME = { limit, interval }`: per-tool overrides (tool names as the downstream
+    /// knows them).
+    pub tools: Vec<(String, RateLimit)>,
+}
+
+/// `[mcp.servers.NAME.tls]`.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// `verify_certs`, `accept_invalid_hostnames`, `root_ca_cert_path`.
+    pub verify: Verify,
+    /// `client_cert_path` + `client_key_path` (+ `client_key_password[_file]`).
+    pub identity: ClientIdentity,
+    /// `min_tls_version`, `cipher_list`, `ciphersuites`.
+    pub params: TlsParams,
+    /// `server_name`: SNI and verification name when the URL's host differs.
+    pub server_name: Option<String>,
+}
+
+/// How a downstream's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verify {
+    /// Chain and hostname (the default).
+    Full(Trust),
+    /// `accept_invalid_hostnames = true`: chain only.
+    SkipHostname(Trust),
+    /// `verify_certs = false`: nothing. Logged as a warning at every start and reload.
+    Dangerous,
+}
+
+/// Which CAs are trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The system store (honours `SSL_CERT_FILE` / `SSL_CERT_DIR`).
+    System,
+    /// `root_ca_cert_path`: exactly the CAs in this PEM file.
+    Pinned(PathBuf),
+}
+
+/// The certificate the gateway presents to a downstream.
+#[derive(Debug, Clone)]
+pub enum ClientIdentity {
+    /// No client certificate.
+    None,
+    /// Certificate (leaf then chain) and key.
+    Certificate {
+        /// `client_cert_path`.
+        cert: CertSource,
+        /// `client_key_path`, with its passphrase.
+        key: KeySource,
+    },
+}
