@@ -9,3 +9,33 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod downstream;
+pub mod mcp;
+pub mod tls;
+pub mod gateway;
+pub mod server;
+pub mod service;
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How long requests in flight may run after a shutdown request (below systemd's default
+/// 30 s stop timeout, so children are still stopped in order).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// Runs the gateway on a bound listener until `shutdown`, then drains and stops every
+/// downstream. The caller binds (tests bind port 0) and owns shutdown.
+pub async fn serve(
+    config: &config::Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), gateway::StartError> {
+    let gateway = gateway::Gateway::start(&config.mcp)?;
+    let app = server::App::new(config, gateway.clone());
+    server::run(listener, app, shutdown, DRAIN_TIMEOUT).await;
+    gateway.stop().await;
+    Ok(())
+}
+

@@ -1,0 +1,261 @@
+//! Streamable HTTP downstreams: one POST per message, answered by JSON or an SSE stream, and an
+//! optional GET stream for server notifications.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::dispatch::Dispatcher;
+use super::link::{Lifeline, TransportError};
+use crate::mcp::sse;
+use crate::tls::Connector;
+
+/// The pooled hyper client of one downstream.
+pub type HttpClient = hyper_util::client::legacy::Client<Connector, Full<Bytes>>;
+
+/// `Mcp-Session-Id`.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// `MCP-Protocol-Version`.
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// A Streamable HTTP session with one downstream.
+#[derive(Clone)]
+pub struct HttpLink(Arc<Inner>);
+
+struct Inner {
+    client: HttpClient,
+    url: Uri,
+    auth: Option<HeaderValue>,
+    // Written once after initialize, read by every request: a std lock never held across await.
+    session: RwLock<Option<HeaderValue>>,
+    version: RwLock<Option<HeaderValue>>,
+    dispatcher: Arc<Dispatcher>,
+    lifeline: Arc<Lifeline>,
+}
+
+impl HttpLink {
+    /// A link that has not yet sent `initialize`.
+    pub fn new(
+        client: HttpClient,
+        url: Uri,
+        auth: Option<HeaderValue>,
+        dispatcher: Arc<Dispatcher>,
+        lifeline: Arc<Lifeline>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            client,
+            url,
+            auth,
+            session: RwLock::default(),
+            version: RwLock::default(),
+            dispatcher,
+            lifeline,
+        }))
+    }
+
+    /// Sends `MCP-Protocol-Version` on every later request.
+    pub fn set_protocol_version(&self, version: &str) {
+        *write(&self.0.version) = HeaderValue::from_str(version).ok();
+    }
+
+    /// POSTs one message and routes whatever comes back through the dispatcher.
+    pub async fn post(
+        &self,
+        message: &Value,
+        call: Option<u64>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<(), TransportError> {
+        let body = Bytes::from(serde_json::to_vec(message).expect("BUG: JSON always serializes"));
+        let request = self.request(Method::POST, Full::new(body), authorization);
+        let response = self.0.client.request(request).await.map_err(connect_error)?;
+        self.remember_session(&response);
+        let status = response.status();
+        if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        if status == StatusCode::NOT_FOUND && read(&self.0.session).is_some() {
+            self.0.lifeline.end("the server ended the session (HTTP 404)");
+        }
+        if !status.is_success() {
+            return Err(status_error(response).await);
+        }
+        if is_event_stream(&response) {
+            let link = self.clone();
+            tokio::spawn(async move { link.pump(response.into_body(), call).await });
+            return Ok(());
+        }
+        let body = response.into_body().collect().await.map_err(|error| {
+            TransportError::Connect(format!("reading the answer failed: {error}"))
+        })?;
+        let answer: Value = serde_json::from_slice(&body.to_bytes())
+            .map_err(|error| TransportError::Invalid(format!("the body is not JSON: {error}")))?;
+        self.deliver(answer, call);
+        Ok(())
+    }
+
+    /// Opens the GET stream for server-initiated notifications and keeps it open while the
+    /// session lives. A server without one (405) is fine.
+    pub fn open_notification_stream(&self) {
+        let link = self.clone();
+        tokio::spawn(async move {
+            let token = link.0.lifeline.token();
+            while !token.is_cancelled() {
+                let request = link.request(Method::GET, Full::default(), None);
+                let Ok(response) = link.0.client.request(request).await else {
+                    return;
+                };
+                if response.status() == StatusCode::NOT_FOUND {
+                    link.0.lifeline.end("the server ended the session (HTTP 404)");
+                }
+                if !response.status().is_success() || !is_event_stream(&response) {
+                    return;
+                }
+                link.pump(response.into_body(), None).await;
+                // The server may close the stream at will (SSE polling); come back after a pause.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = token.cancelled() => {}
+                }
+            }
+        });
+    }
+
+    /// Ends the session with DELETE (best effort, bounded).
+    pub async fn close(&self) {
+        if read(&self.0.session).is_some() {
+            let request = self.request(Method::DELETE, Full::default(), None);
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.0.client.request(request)).await;
+        }
+        self.0.lifeline.end("closed by the gateway");
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        body: Full<Bytes>,
+        authorization: Option<&HeaderValue>,
+    ) -> Request<Full<Bytes>> {
+        let mut request = Request::new(body);
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = self.0.url.clone();
+        let headers = request.headers_mut();
+        if method == Method::GET {
+            headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        } else {
+            headers.insert(ACCEPT, ACCEPT_BOTH);
+            headers.insert(CONTENT_TYPE, JSON);
+        }
+        if let Some(auth) = authorization.or(self.0.auth.as_ref()) {
+            headers.insert(AUTHORIZATION, auth.clone());
+        }
+        if let Some(session) = read(&self.0.session).clone() {
+            headers.insert(SESSION_HEADER, session);
+        }
+        if let Some(version) = read(&self.0.version).clone() {
+            headers.insert(VERSION_HEADER, version);
+        }
+        request
+    }
+
+    fn remember_session(&self, response: &http::Response<Incoming>) {
+        if let Some(session) = response.headers().get(SESSION_HEADER) {
+            let mut slot = write(&self.0.session);
+            if slot.is_none() {
+                *slot = Some(session.clone());
+            }
+        }
+    }
+
+    async fn pump(&self, body: Incoming, call: Option<u64>) {
+        let token = self.0.lifeline.token();
+        tokio::select! {
+            _ = read_events(body, |message| self.deliver(message, call)) => {}
+            _ = token.cancelled() => {}
+        }
+    }
+
+    fn deliver(&self, answer: Value, call: Option<u64>) {
+        let messages = match answer {
+            Value::Array(batch) => batch,
+            single => vec![single],
+        };
+        for message in messages {
+            if let Some(reply) = self.0.dispatcher.dispatch(message, call) {
+                let link = self.clone();
+                tokio::spawn(async move { link.post(&reply, None, None).await });
+            }
+        }
+    }
+}
+
+/// Reads an SSE body to its end, handing each JSON message to `deliver`. Events without data
+/// (priming events) and non-JSON data are skipped.
+pub async fn read_events(mut body: Incoming, mut deliver: impl FnMut(Value)) {
+    let mut parser = sse::Parser::default();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Some(chunk) = frame.data_ref() else { continue };
+        for event in parser.feed(chunk) {
+            if event.event.is_empty() || event.event == "message" {
+                if let Ok(message) = serde_json::from_str(&event.data) {
+                    deliver(message);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a response is an SSE stream.
+pub fn is_event_stream<B>(response: &http::Response<B>) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"))
+}
+
+/// Describes a failed request with its whole cause chain (hyper's top error says only
+/// "client error (Connect)").
+pub fn connect_error(error: hyper_util::client::legacy::Error) -> TransportError {
+    let mut message = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    TransportError::Connect(message)
+}
+
+/// An unexpected status with the start of its body.
+pub async fn status_error(response: http::Response<Incoming>) -> TransportError {
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(Duration::from_secs(2), response.into_body().collect())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|body| body.to_bytes())
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
+    TransportError::Status { status, body }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,17 @@
+//! Connections to downstream MCP servers.
+//!
+//! [`Downstream`] (in `supervisor`) owns one configured server: it connects over a [`link::Link`]
+//! (stdio child, Streamable HTTP, or HTTP+SSE), runs `initialize`, fetches the lists, and
+//! reconnects with backoff. Calls run on a [`connection::Connection`], many at once.
+
+pub mod connection;
+pub mod dispatch;
+pub mod http;
+pub mod link;
+pub mod sse;
+pub mod stdio;
+pub mod supervisor;
+
+pub use connection::Call;
+pub use dispatch::CallEvent;
+pub use supervisor::{Change, Downstream, Events, Lists};

@@ -1,0 +1,146 @@
+//! The 2024-11-05 HTTP+SSE transport: one long GET stream carries every server message; the
+//! client POSTs to the URL announced by the stream's `endpoint` event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use super::dispatch::Dispatcher;
+use super::http::{HttpClient, connect_error, is_event_stream, read_events, status_error};
+use super::link::{Lifeline, TransportError};
+use crate::mcp::sse;
+
+/// How long a server may take to announce its message endpoint.
+const ENDPOINT_WAIT: Duration = Duration::from_secs(10);
+
+/// An HTTP+SSE session.
+#[derive(Clone)]
+pub struct SseLink(Arc<Inner>);
+
+struct Inner {
+    client: HttpClient,
+    post_url: Uri,
+    auth: Option<HeaderValue>,
+    lifeline: Arc<Lifeline>,
+}
+
+impl SseLink {
+    /// Opens the event stream, waits for the `endpoint` event, and keeps reading in the
+    /// background; the end of the stream ends the connection.
+    pub async fn connect(
+        client: HttpClient,
+        url: &Uri,
+        auth: Option<HeaderValue>,
+        dispatcher: Arc<Dispatcher>,
+        lifeline: Arc<Lifeline>,
+    ) -> Result<Self, TransportError> {
+        let mut request = Request::new(Full::<Bytes>::default());
+        *request.uri_mut() = url.clone();
+        request.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        if let Some(auth) = &auth {
+            request.headers_mut().insert(AUTHORIZATION, auth.clone());
+        }
+        let response = client.request(request).await.map_err(connect_error)?;
+        if !response.status().is_success() {
+            return Err(status_error(response).await);
+        }
+        if !is_event_stream(&response) {
+            return Err(TransportError::Invalid("the URL does not serve an SSE stream".into()));
+        }
+        let mut body = response.into_body();
+        let mut parser = sse::Parser::default();
+        let endpoint = tokio::time::timeout(ENDPOINT_WAIT, endpoint_event(&mut body, &mut parser))
+            .await
+            .map_err(|_| TransportError::Invalid("no `endpoint` event within 10 s".into()))??;
+        let post_url = resolve(url, &endpoint)?;
+        let link = Self(Arc::new(Inner { client, post_url, auth, lifeline: lifeline.clone() }));
+        let reader = link.clone();
+        tokio::spawn(async move {
+            let token = lifeline.token();
+            let deliver = |message: Value| {
+                if let Some(reply) = dispatcher.dispatch(message, None) {
+                    let link = reader.clone();
+                    tokio::spawn(async move { link.post(&reply, None).await });
+                }
+            };
+            tokio::select! {
+                _ = read_events(body, deliver) => lifeline.end("the SSE stream closed"),
+                _ = token.cancelled() => {}
+            }
+        });
+        Ok(link)
+    }
+
+    /// POSTs one message to the announced endpoint.
+    pub async fn post(
+        &self,
+        message: &Value,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<(), TransportError> {
+        let body = Bytes::from(serde_json::to_vec(message).expect("BUG: JSON always serializes"));
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.0.post_url.clone();
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(auth) = authorization.or(self.0.auth.as_ref()) {
+            headers.insert(AUTHORIZATION, auth.clone());
+        }
+        let response = self.0.client.request(request).await.map_err(connect_error)?;
+        if !response.status().is_success() {
+            return Err(status_error(response).await);
+        }
+        // The answer travels on the event stream; the POST body is only an acknowledgement.
+        let _ = response.into_body().collect().await;
+        Ok(())
+    }
+
+    /// Ends the session (the stream reader stops).
+    pub fn close(&self) {
+        self.0.lifeline.end("closed by the gateway");
+    }
+}
+
+async fn endpoint_event(
+    body: &mut Incoming,
+    parser: &mut sse::Parser,
+) -> Result<String, TransportError> {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| TransportError::Connect(error.to_string()))?;
+        let Some(chunk) = frame.data_ref() else { continue };
+        if let Some(event) = parser.feed(chunk).into_iter().find(|event| event.event == "endpoint") {
+            return Ok(event.data);
+        }
+    }
+    Err(TransportError::Closed("the SSE stream ended before an `endpoint` event".into()))
+}
+
+/// Resolves the announced endpoint (usually a path with a session query) against the SSE URL.
+fn resolve(base: &Uri, endpoint: &str) -> Result<Uri, TransportError> {
+    let invalid = |_| TransportError::Invalid(format!("bad `endpoint` event: {endpoint:?}"));
+    let announced: Uri = endpoint.trim().parse().map_err(invalid)?;
+    if announced.scheme().is_some() {
+        return Ok(announced);
+    }
+    let mut parts = base.clone().into_parts();
+    parts.path_and_query = announced.into_parts().path_and_query;
+    Uri::from_parts(parts).map_err(|_| TransportError::Invalid(format!("bad `endpoint` event: {endpoint:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_relative_and_absolute_endpoints() {
+        let base: Uri = "http://127.0.0.1:9/sse".parse().unwrap();
+        assert_eq!(resolve(&base, "/message?sessionId=a").unwrap(), "http://127.0.0.1:9/message?sessionId=a");
+        assert_eq!(resolve(&base, "http://h:1/m").unwrap(), "http://h:1/m");
+    }
+}

@@ -1,0 +1,429 @@
+//! Keeps one downstream connected: connect with backoff, refresh its lists, reconnect when it
+//! drops, stop it at shutdown. Each downstream has its own task, so one slow or dead server never
+//! delays another.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use ::http::HeaderValue;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::connection::{Call, Connection};
+use super::dispatch::Dispatcher;
+use super::http::{HttpClient, HttpLink};
+use super::link::{Lifeline, Link, TransportError};
+use super::sse::SseLink;
+use super::stdio::StdioLink;
+use crate::config::{self, Auth, HttpProtocol, Transport};
+use crate::mcp::jsonrpc::{DOWNSTREAM_UNAVAILABLE, RpcError};
+
+/// Upper bound on pages followed for one list (a server that never stops paginating).
+const MAX_PAGES: usize = 1000;
+/// A connection that lived this long resets the backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Which list of a downstream changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// `tools/list`.
+    Tools,
+    /// `prompts/list`.
+    Prompts,
+    /// `resources/list` and `resources/templates/list`.
+    Resources,
+}
+
+/// What the supervisors tell the rest of the gateway.
+#[derive(Clone)]
+pub struct Events {
+    /// (index of the downstream in config order, what changed).
+    pub changes: mpsc::UnboundedSender<(usize, Change)>,
+    /// Notifications for every connected client (log messages, resource updates).
+    pub broadcast: broadcast::Sender<Value>,
+}
+
+/// The last lists fetched from a downstream (kept while it reconnects, so the catalog does not
+/// flap when a child restarts).
+#[derive(Debug, Default)]
+pub struct Lists {
+    /// Tools, as the downstream sent them.
+    pub tools: Vec<Value>,
+    /// Prompts.
+    pub prompts: Vec<Value>,
+    /// Resources.
+    pub resources: Vec<Value>,
+    /// Resource templates.
+    pub templates: Vec<Value>,
+    /// The server's capabilities.
+    pub capabilities: Value,
+}
+
+/// One configured downstream and its current connection.
+pub struct Downstream {
+    name: Arc<str>,
+    config: config::Downstream,
+    client: Option<HttpClient>,
+    current: ArcSwapOption<Connection>,
+    lists: ArcSwap<Lists>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Downstream {
+    /// A downstream that is not connected yet. `client` is required for HTTP transports.
+    pub fn new(config: config::Downstream, client: Option<HttpClient>) -> Self {
+        Self {
+            name: config.name.as_str().into(),
+            config,
+            client,
+            current: ArcSwapOption::empty(),
+            lists: ArcSwap::default(),
+            last_error: Mutex::default(),
+        }
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &config::Downstream {
+        &self.config
+    }
+
+    /// The last lists fetched.
+    pub fn lists(&self) -> Arc<Lists> {
+        self.lists.load_full()
+    }
+
+    /// Whether a session is up.
+    pub fn is_connected(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// Starts a call on the current connection.
+    pub async fn start(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<(Call, Option<Value>), RpcError> {
+        let Some(connection) = self.current.load_full() else {
+            return Err(self.not_connected());
+        };
+        connection.start(method, params, authorization).await
+    }
+
+    /// Sends a notification to the current connection, if any.
+    pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
+        match self.current.load_full() {
+            Some(connection) => connection.notify(method, params).await,
+            None => Err(self.not_connected()),
+        }
+    }
+
+    fn not_connected(&self) -> RpcError {
+        let last = self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let reason = last.map(|error| format!(" (last error: {error})")).unwrap_or_default();
+        RpcError::new(
+            DOWNSTREAM_UNAVAILABLE,
+            format!("server '{}' is not connected{reason}; the gateway keeps retrying", self.name),
+        )
+    }
+
+    /// Runs until `shutdown`: connects, serves, reconnects with backoff.
+    pub async fn supervise(self: Arc<Self>, index: usize, events: Events, shutdown: CancellationToken) {
+        let mut backoff = Backoff::default();
+        loop {
+            let started = Instant::now();
+            let (notifications, receiver) = mpsc::unbounded_channel();
+            let attempt = tokio::select! {
+                attempt = self.connect(notifications) => attempt,
+                _ = shutdown.cancelled() => return,
+            };
+            match attempt {
+                Ok(connection) => {
+                    *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    let served = self.serve(index, &events, connection, receiver, &shutdown).await;
+                    let Some(reason) = served else { return };
+                    tracing::warn!(server = %self.name, %reason, "downstream disconnected; reconnecting");
+                    if started.elapsed() > STABLE_AFTER {
+                        backoff = Backoff::default();
+                    }
+                }
+                Err(error) => self.record_failure(error),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Serves one connection until it ends (returns the reason) or shutdown (returns `None`).
+    async fn serve(
+        &self,
+        index: usize,
+        events: &Events,
+        connection: Arc<Connection>,
+        mut notifications: mpsc::UnboundedReceiver<Value>,
+        shutdown: &CancellationToken,
+    ) -> Option<String> {
+        for change in [Change::Tools, Change::Prompts, Change::Resources] {
+            self.refresh(&connection, change).await;
+        }
+        self.current.store(Some(connection.clone()));
+        let tools = self.lists.load().tools.len();
+        tracing::info!(server = %self.name, tools, version = %connection.peer().protocol_version, "downstream connected");
+        for change in [Change::Tools, Change::Prompts, Change::Resources] {
+            let _ = events.changes.send((index, change));
+        }
+        let lifeline = connection.lifeline().clone();
+        let reason = loop {
+            tokio::select! {
+                reason = lifeline.ended() => break Some(reason),
+                Some(notification) = notifications.recv() => {
+                    self.on_notification(index, events, &connection, notification).await;
+                }
+                _ = shutdown.cancelled() => break None,
+            }
+        };
+        self.current.store(None);
+        if reason.is_none() {
+            connection.close().await;
+        }
+        reason
+    }
+
+    async fn on_notification(
+        &self,
+        index: usize,
+        events: &Events,
+        connection: &Arc<Connection>,
+        mut notification: Value,
+    ) {
+        let change = match notification.get("method").and_then(Value::as_str) {
+            Some("notifications/tools/list_changed") => Some(Change::Tools),
+            Some("notifications/prompts/list_changed") => Some(Change::Prompts),
+            Some("notifications/resources/list_changed") => Some(Change::Resources),
+            Some("notifications/progress") => return, // for a call that is already gone
+            Some("notifications/message") => {
+                tag_logger(&mut notification, &self.name);
+                None
+            }
+            _ => None,
+        };
+        match change {
+            Some(change) => {
+                self.refresh(connection, change).await;
+                let _ = events.changes.send((index, change));
+            }
+            None => {
+                let _ = events.broadcast.send(notification);
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        notifications: mpsc::UnboundedSender<Value>,
+    ) -> Result<Arc<Connection>, String> {
+        let dispatcher = Arc::new(Dispatcher::new(notifications));
+        let lifeline = Lifeline::new();
+        let link = self.open_link(&dispatcher, &lifeline).await?;
+        let timeout = self.config.call_timeout;
+        let established =
+            Connection::establish(self.name.clone(), link, dispatcher, lifeline.clone(), timeout).await;
+        if established.is_err() {
+            lifeline.end("initialize failed");
+        }
+        established.map_err(|error| error.message)
+    }
+
+    async fn open_link(&self, dispatcher: &Arc<Dispatcher>, lifeline: &Arc<Lifeline>) -> Result<Link, String> {
+        match &self.config.transport {
+            Transport::Stdio(stdio) => {
+                StdioLink::spawn(&self.name, stdio, dispatcher.clone(), lifeline.clone()).map(Link::Stdio)
+            }
+            Transport::Http(http) => {
+                let client = self.client.clone().expect("BUG: HTTP downstream without a client");
+                let auth = match &http.auth {
+                    Some(Auth::Token(token)) => Some(bearer(token)?),
+                    _ => None,
+                };
+                let streamable = || {
+                    Link::Http(HttpLink::new(client.clone(), http.url.clone(), auth.clone(), dispatcher.clone(), lifeline.clone()))
+                };
+                match http.protocol {
+                    Some(HttpProtocol::StreamableHttp) => Ok(streamable()),
+                    Some(HttpProtocol::Sse) => SseLink::connect(client.clone(), &http.url, auth, dispatcher.clone(), lifeline.clone())
+                        .await
+                        .map(Link::Sse)
+                        .map_err(|error| error.to_string()),
+                    None => self.detect(streamable(), &client, &http.url, auth, dispatcher, lifeline).await,
+                }
+            }
+        }
+    }
+
+    /// No `protocol` configured: Streamable HTTP when the server accepts a POST, else HTTP+SSE.
+    async fn detect(
+        &self,
+        streamable: Link,
+        client: &HttpClient,
+        url: &::http::Uri,
+        auth: Option<HeaderValue>,
+        dispatcher: &Arc<Dispatcher>,
+        lifeline: &Arc<Lifeline>,
+    ) -> Result<Link, String> {
+        let Link::Http(probe) = &streamable else { unreachable!("BUG: streamable() builds Http") };
+        let ping = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        match probe.post(&ping, None, None).await {
+            // A server that speaks Streamable HTTP accepts or rejects the notification as MCP
+            // (2xx, or 400 for "not initialized"); an SSE-only server has no POST on this URL.
+            Err(TransportError::Status { status: 404 | 405, .. }) => {
+                SseLink::connect(client.clone(), url, auth, dispatcher.clone(), lifeline.clone())
+                    .await
+                    .map(Link::Sse)
+                    .map_err(|error| format!("neither Streamable HTTP (POST: 404/405) nor SSE works: {error}"))
+            }
+            Err(TransportError::Connect(error)) => Err(error),
+            _ => Ok(streamable),
+        }
+    }
+
+    async fn refresh(&self, connection: &Arc<Connection>, change: Change) {
+        let capabilities = connection.peer().capabilities.clone();
+        let mut lists = Lists::clone_from(&self.lists.load());
+        let offered = |name: &str| capabilities.get(name).is_some();
+        let timeout = self.config.call_timeout;
+        let result = match change {
+            Change::Tools if offered("tools") => list_all(connection, "tools/list", "tools", timeout)
+                .await
+                .map(|tools| lists.tools = tools),
+            Change::Prompts if offered("prompts") => list_all(connection, "prompts/list", "prompts", timeout)
+                .await
+                .map(|prompts| lists.prompts = prompts),
+            Change::Resources if offered("resources") => {
+                let resources = list_all(connection, "resources/list", "resources", timeout).await;
+                // Templates are optional even for servers with resources.
+                let templates = list_all(connection, "resources/templates/list", "resourceTemplates", timeout).await;
+                lists.templates = templates.unwrap_or_default();
+                resources.map(|resources| lists.resources = resources)
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(server = %self.name, ?change, %error, "listing failed; keeping the previous list");
+        }
+        lists.capabilities = capabilities;
+        self.lists.store(Arc::new(lists));
+    }
+
+    fn record_failure(&self, error: String) {
+        let mut last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        // Log a failure once, not at every retry, until it changes.
+        if last.as_deref() != Some(error.as_str()) {
+            tracing::warn!(server = %self.name, %error, "cannot connect to downstream; retrying with backoff");
+        }
+        *last = Some(error);
+    }
+}
+
+impl Lists {
+    fn clone_from(other: &Lists) -> Self {
+        Self {
+            tools: other.tools.clone(),
+            prompts: other.prompts.clone(),
+            resources: other.resources.clone(),
+            templates: other.templates.clone(),
+            capabilities: other.capabilities.clone(),
+        }
+    }
+}
+
+/// Fetches every page of a list (`nextCursor`), stopping on a repeated cursor.
+async fn list_all(
+    connection: &Arc<Connection>,
+    method: &str,
+    key: &str,
+    timeout: Duration,
+) -> Result<Vec<Value>, RpcError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let params = cursor.as_ref().map(|cursor| json!({"cursor": cursor}));
+        let mut page = connection.request(method, params, timeout).await?;
+        if let Some(Value::Array(page_items)) = page.get_mut(key).map(Value::take) {
+            items.extend(page_items);
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(next) if !next.is_empty() && seen.insert(next.to_owned()) => cursor = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(items)
+}
+
+fn bearer(token: &secrecy::SecretString) -> Result<HeaderValue, String> {
+    use secrecy::ExposeSecret;
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        .map_err(|_| "auth.token contains characters not allowed in an HTTP header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Names the origin server in relayed log messages (`logger` becomes `server` or `server/logger`).
+fn tag_logger(notification: &mut Value, server: &str) {
+    if let Some(params) = notification.get_mut("params").and_then(Value::as_object_mut) {
+        let logger = match params.get("logger").and_then(Value::as_str) {
+            Some(logger) => format!("{server}/{logger}"),
+            None => server.to_owned(),
+        };
+        params.insert("logger".into(), Value::String(logger));
+    }
+}
+
+/// Exponential backoff from 250 ms to 30 s, with jitter so restarts do not synchronise.
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Duration::from_millis(250) }
+    }
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Duration::from_secs(30));
+        let jitter = rand::random_range(0..=delay.as_millis() as u64 / 4);
+        delay + Duration::from_millis(jitter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_cap() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<_> = (0..12).map(|_| backoff.next_delay()).collect();
+        assert!(delays[0] >= Duration::from_millis(250) && delays[0] <= Duration::from_millis(313));
+        assert!(delays[11] >= Duration::from_secs(30) && delays[11] <= Duration::from_millis(37_500));
+    }
+
+    #[test]
+    fn log_messages_name_their_server() {
+        let mut message = json!({"method": "notifications/message", "params": {"level": "info", "logger": "db"}});
+        tag_logger(&mut message, "local");
+        assert_eq!(message["params"]["logger"], "local/db");
+    }
+}

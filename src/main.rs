@@ -1,0 +1,150 @@
+//! The `nexus` binary: parse the command line, then hand over to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use nexus::config;
+use nexus::service::signals::{Request, Signals};
+
+/// sysexits EX_CONFIG: the configuration is wrong; restarting will not help.
+const EXIT_CONFIG: u8 = 78;
+
+/// An MCP gateway on native OpenSSL: one MCP endpoint for many downstream MCP servers.
+#[derive(Debug, Parser)]
+#[command(name = "nexus", version, about)]
+struct Cli {
+    /// Configuration file [default: ./nexus.toml, then /etc/nexus/nexus.toml].
+    #[arg(short, long, global = true, env = "NEXUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, overriding `[server] listen_address`.
+    #[arg(short = 'l', long, env = "NEXUS_LISTEN_ADDRESS")]
+    listen_address: Option<SocketAddr>,
+    /// Log filter: a level (error, warn, info, debug, trace) or `target=level,...`.
+    #[arg(long, global = true, default_value = "info", env = "NEXUS_LOG")]
+    log: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogStyle::Text)]
+    log_style: LogStyle,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Validate the configuration and exit: 0 when valid, 1 with every problem otherwise.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogStyle {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let path = cli.config.clone().unwrap_or_else(config::default_path);
+    match cli.command {
+        Some(Command::Check) => check(&path),
+        Some(Command::Serve) | None => serve(&cli, &path),
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|error| {
+        eprintln!("invalid --log filter {:?} ({error}); using `info`", cli.log);
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_style {
+        LogStyle::Text => builder.init(),
+        LogStyle::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(config) => {
+            println!("{}: OK ({} servers)", path.display(), config.mcp.servers.len());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
+    let mut config = match config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(address) = cli.listen_address {
+        config.server.listen_address = address;
+    }
+    if config.mcp.servers.is_empty() {
+        tracing::warn!(config = %path.display(), "no [mcp.servers.NAME] configured: the gateway serves an empty catalog");
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: config::Config) -> Result<(), String> {
+    let address = config.server.listen_address;
+    let mut signals = Signals::install().map_err(|error| format!("cannot install signal handlers: {error}"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    let shutdown = CancellationToken::new();
+    let mut serving = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { nexus::serve(&config, listener, shutdown).await }
+    });
+    tracing::info!(%address, "listening");
+    loop {
+        tokio::select! {
+            request = signals.next() => match request {
+                Request::Shutdown => break,
+                Request::Reload => tracing::warn!("SIGHUP: reloading is not supported by this version; restart to apply changes"),
+            },
+            // Ends early only when the gateway could not start (e.g. bad TLS material).
+            finished = &mut serving => return outcome(finished),
+        }
+    }
+    tracing::info!("shutting down: draining requests in flight, then stopping downstreams");
+    shutdown.cancel();
+    outcome(serving.await)
+}
+
+fn outcome(finished: Result<Result<(), nexus::gateway::StartError>, tokio::task::JoinError>) -> Result<(), String> {
+    match finished {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(error) => Err(format!("the gateway task failed: {error}")),
+    }
+}

@@ -1,0 +1,305 @@
+//! The MCP endpoint (Streamable HTTP, handshake era): POST messages, GET the notification
+//! stream, DELETE the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::App;
+use super::body::{self, Body};
+use super::session::Session;
+use crate::gateway::{Relay, Reply, RequestContext};
+use crate::mcp::jsonrpc::{self, INVALID_REQUEST, Kind, PARSE_ERROR};
+use crate::mcp::{sse, version};
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// How often an idle GET stream sends a comment, so proxies and clients keep it open.
+const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
+/// Events buffered per SSE response before the relay waits for the client.
+const STREAM_BUFFER: usize = 64;
+/// JSON-RPC code for a request the client cancelled.
+const REQUEST_CANCELLED: i64 = -32800;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// POST: one JSON-RPC message (or a 2025-03-26 batch).
+pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
+    let (parts, incoming) = request.into_parts();
+    let bytes = match Limited::new(incoming, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return body::rpc_error(StatusCode::PAYLOAD_TOO_LARGE, INVALID_REQUEST, "request body too large or unreadable"),
+    };
+    let message: Value = match serde_json::from_slice(&bytes) {
+        Ok(message) => message,
+        Err(error) => return body::rpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, format!("Parse error: {error}")),
+    };
+    if is_initialize(&message) {
+        return initialize(app, &message);
+    }
+    let session = match session_of(app, &parts.headers) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let context = RequestContext { authorization: parts.headers.get(AUTHORIZATION).cloned() };
+    let streaming = accepts_event_stream(&parts.headers);
+    match message {
+        Value::Array(batch) => post_batch(app, &session, batch, &context).await,
+        message => post_one(app, session, message, context, streaming).await,
+    }
+}
+
+async fn post_one(
+    app: &Arc<App>,
+    session: Arc<Session>,
+    message: Value,
+    context: RequestContext,
+    streaming: bool,
+) -> Response<Body> {
+    match jsonrpc::kind(&message) {
+        Some(Kind::Request) => request(app, session, message, context, streaming).await,
+        Some(Kind::Notification) => {
+            notification(&session, &message);
+            body::empty(StatusCode::ACCEPTED)
+        }
+        // Answers to server-to-client requests: the gateway sends none to clients yet.
+        Some(Kind::Response) => body::empty(StatusCode::ACCEPTED),
+        None => body::rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "not a JSON-RPC 2.0 message"),
+    }
+}
+
+fn is_initialize(message: &Value) -> bool {
+    jsonrpc::kind(message) == Some(Kind::Request) && jsonrpc::method(message) == Some("initialize")
+}
+
+fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
+    let requested = message.pointer("/params/protocolVersion").and_then(Value::as_str);
+    let agreed = version::negotiate(requested);
+    let session = app.sessions.create(agreed);
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let mut response = body::json(StatusCode::OK, &jsonrpc::result(id, app.gateway.initialize_result(agreed)));
+    let header = HeaderValue::from_str(&session.id).expect("BUG: session ids are hex");
+    response.headers_mut().insert(SESSION_HEADER, header);
+    response
+}
+
+/// The session a request belongs to, or the HTTP error to answer with.
+fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Response<Body>> {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|value| value.to_str().ok()) else {
+        return Err(body::rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)"));
+    };
+    let Some(session) = app.sessions.get(id) else {
+        return Err(body::rpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Session not found: initialize a new session"));
+    };
+    if let Some(version) = headers.get(VERSION_HEADER) {
+        let version = version.to_str().unwrap_or("");
+        if !version::is_supported(version) {
+            let supported = version::HANDSHAKE_REVISIONS.join(", ");
+            return Err(body::rpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                format!("Bad Request: unsupported MCP-Protocol-Version `{version}` (supported: {supported})"),
+            ));
+        }
+    }
+    Ok(session)
+}
+
+fn notification(session: &Session, message: &Value) {
+    match jsonrpc::method(message) {
+        Some("notifications/cancelled") => {
+            if let Some(id) = message.pointer("/params/requestId") {
+                session.cancel(id);
+            }
+        }
+        Some("notifications/initialized") | Some(_) | None => {}
+    }
+}
+
+async fn request(
+    app: &Arc<App>,
+    session: Arc<Session>,
+    message: Value,
+    context: RequestContext,
+    streaming: bool,
+) -> Response<Body> {
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    if jsonrpc::method(&message) == Some("logging/setLevel")
+        && let Some(level) = message.pointer("/params/level").and_then(Value::as_str)
+    {
+        session.set_log_level(level);
+    }
+    let cancelled = session.track(&id);
+    let reply = tokio::select! {
+        reply = app.gateway.handle(message, &context) => reply,
+        _ = cancelled.cancelled() => return cancelled_response(&session, id),
+    };
+    let mut relay = match reply {
+        Reply::Immediate(response) => {
+            session.untrack(&id);
+            return body::json(StatusCode::OK, &response);
+        }
+        Reply::Relayed(relay) => relay,
+    };
+    // Answer with JSON when the first thing the downstream sends is the response (the common
+    // case): one write, no SSE framing. Only a notification first switches to a stream.
+    let first = tokio::select! {
+        first = next_for(&mut relay, streaming) => first,
+        _ = cancelled.cancelled() => return cancelled_response(&session, id),
+    };
+    if relay.is_finished() {
+        session.untrack(&id);
+        return body::json(StatusCode::OK, &first);
+    }
+    let (sender, response) = body::event_stream(STREAM_BUFFER);
+    tokio::spawn(stream_relay(session, id, relay, first, sender, cancelled));
+    response
+}
+
+/// The next message to send; without SSE, notifications are dropped (the client cannot take
+/// them) and only the response is returned.
+async fn next_for(relay: &mut Relay, streaming: bool) -> Value {
+    loop {
+        let message = relay.next().await.expect("BUG: a relay ends with its response");
+        if streaming || relay.is_finished() {
+            return message;
+        }
+    }
+}
+
+async fn stream_relay(
+    session: Arc<Session>,
+    id: Value,
+    mut relay: Relay,
+    first: Value,
+    sender: mpsc::Sender<Bytes>,
+    cancelled: tokio_util::sync::CancellationToken,
+) {
+    let mut next = Some(first);
+    while let Some(message) = next {
+        let event = sse::encode_message(&serde_json::to_vec(&message).expect("BUG: JSON always serializes"));
+        if sender.send(event).await.is_err() {
+            break; // the client went away: dropping the relay cancels the downstream call
+        }
+        next = tokio::select! {
+            message = relay.next() => message,
+            _ = cancelled.cancelled() => None,
+        };
+    }
+    session.untrack(&id);
+}
+
+fn cancelled_response(session: &Session, id: Value) -> Response<Body> {
+    session.untrack(&id);
+    body::json(StatusCode::OK, &jsonrpc::error(id, REQUEST_CANCELLED, "Request cancelled"))
+}
+
+async fn post_batch(app: &Arc<App>, session: &Arc<Session>, batch: Vec<Value>, context: &RequestContext) -> Response<Body> {
+    let mut responses = Vec::new();
+    for message in batch {
+        match jsonrpc::kind(&message) {
+            Some(Kind::Request) => {
+                let reply = app.gateway.handle(message, context).await;
+                responses.push(match reply {
+                    Reply::Immediate(response) => response,
+                    Reply::Relayed(mut relay) => next_for(&mut relay, false).await,
+                });
+            }
+            Some(Kind::Notification) => notification(session, &message),
+            _ => {}
+        }
+    }
+    if responses.is_empty() {
+        return body::empty(StatusCode::ACCEPTED);
+    }
+    body::json(StatusCode::OK, &Value::Array(responses))
+}
+
+/// GET: the stream of server notifications (list changes, log messages) for one session.
+pub fn get(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
+    let session = match session_of(app, request.headers()) {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    if !accepts_event_stream(request.headers()) {
+        return body::rpc_error(StatusCode::NOT_ACCEPTABLE, INVALID_REQUEST, "Not Acceptable: the GET stream is text/event-stream");
+    }
+    let (sender, response) = body::event_stream(STREAM_BUFFER);
+    let notifications = app.gateway.subscribe();
+    tokio::spawn(notification_stream(session, notifications, sender));
+    response
+}
+
+async fn notification_stream(
+    session: Arc<Session>,
+    mut notifications: tokio::sync::broadcast::Receiver<Value>,
+    sender: mpsc::Sender<Bytes>,
+) {
+    let closed = session.closed().clone();
+    loop {
+        let chunk = tokio::select! {
+            received = notifications.recv() => match received {
+                Ok(message) if session.wants(&message) => {
+                    sse::encode_message(&serde_json::to_vec(&message).expect("BUG: JSON always serializes"))
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(session = %session.id, missed, "a client fell behind its notification stream");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep(KEEP_ALIVE_EVERY) => {
+                session.touch();
+                Bytes::from_static(sse::KEEP_ALIVE)
+            }
+            _ = closed.cancelled() => return,
+        };
+        if sender.send(chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// DELETE: ends the session.
+pub fn delete(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
+    let Some(id) = request.headers().get(SESSION_HEADER).and_then(|value| value.to_str().ok()) else {
+        return body::rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required");
+    };
+    if app.sessions.remove(id) {
+        body::empty(StatusCode::OK)
+    } else {
+        body::rpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Session not found")
+    }
+}
+
+/// Whether the client takes SSE answers (a missing Accept is read as "anything").
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(ACCEPT).and_then(|value| value.to_str().ok()) else { return true };
+    accept.split(',').map(|part| part.split(';').next().unwrap_or("").trim()).any(|kind| {
+        kind == "text/event-stream" || kind == "*/*" || kind == "text/*"
+    })
+}
+
+/// The body of `GET /health`.
+pub fn health(app: &App) -> Response<Body> {
+    let (connected, total) = app.gateway.status();
+    let servers: serde_json::Map<String, Value> = app
+        .gateway
+        .servers()
+        .map(|(name, up)| (name.to_owned(), Value::from(if up { "connected" } else { "connecting" })))
+        .collect();
+    body::json(
+        StatusCode::OK,
+        &json!({"status": "healthy", "downstreams": {"connected": connected, "total": total}, "servers": servers}),
+    )
+}

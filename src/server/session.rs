@@ -1,0 +1,193 @@
+//! Handshake-era client sessions (`initialize` mints an `Mcp-Session-Id`).
+//!
+//! The store is a sharded map, so looking up a session never serializes unrelated requests.
+//! A stateless (2026-07-28) request simply has no session; nothing here is required to serve it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Sessions idle this long are forgotten (clients re-initialize on 404).
+pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
+
+/// RFC 5424 severities as MCP names them, least severe first.
+const LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+
+/// One client session.
+pub struct Session {
+    /// `Mcp-Session-Id`.
+    pub id: String,
+    /// The revision agreed in `initialize`.
+    pub protocol_version: &'static str,
+    closed: CancellationToken,
+    // Client request id (as JSON text) -> cancellation of its relay. A std Mutex: insert/remove
+    // only, never held across `.await`.
+    in_flight: Mutex<HashMap<String, CancellationToken>>,
+    min_log_level: AtomicU8,
+    last_seen: AtomicU64,
+}
+
+impl Session {
+    fn new(protocol_version: &'static str) -> Self {
+        Self {
+            id: format!("{:032x}", rand::random::<u128>()),
+            protocol_version,
+            closed: CancellationToken::new(),
+            in_flight: Mutex::default(),
+            min_log_level: AtomicU8::new(0),
+            last_seen: AtomicU64::new(now()),
+        }
+    }
+
+    /// Cancelled when the session ends (DELETE, expiry, shutdown).
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Records a request in flight; its token fires on `notifications/cancelled`.
+    pub fn track(&self, id: &Value) -> CancellationToken {
+        let token = self.closed.child_token();
+        self.lock().insert(id.to_string(), token.clone());
+        token
+    }
+
+    /// Forgets a finished request.
+    pub fn untrack(&self, id: &Value) {
+        self.lock().remove(&id.to_string());
+    }
+
+    /// Cancels a request in flight (client's `notifications/cancelled`).
+    pub fn cancel(&self, id: &Value) {
+        if let Some(token) = self.lock().remove(&id.to_string()) {
+            token.cancel();
+        }
+    }
+
+    /// `logging/setLevel`: log notifications below `level` are no longer sent to this client.
+    pub fn set_log_level(&self, level: &str) {
+        if let Some(position) = LEVELS.iter().position(|known| *known == level) {
+            self.min_log_level.store(position as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a server notification should reach this client.
+    pub fn wants(&self, notification: &Value) -> bool {
+        if notification.get("method").and_then(Value::as_str) != Some("notifications/message") {
+            return true;
+        }
+        let level = notification.pointer("/params/level").and_then(Value::as_str).unwrap_or("info");
+        let position = LEVELS.iter().position(|known| *known == level).unwrap_or(0);
+        position as u8 >= self.min_log_level.load(Ordering::Relaxed)
+    }
+
+    /// Marks the session as used now.
+    pub fn touch(&self) {
+        self.last_seen.store(now(), Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Every live session.
+#[derive(Default)]
+pub struct Sessions {
+    map: DashMap<String, Arc<Session>>,
+}
+
+impl Sessions {
+    /// Creates a session for a client that agreed on `protocol_version`.
+    pub fn create(&self, protocol_version: &'static str) -> Arc<Session> {
+        let session = Arc::new(Session::new(protocol_version));
+        self.map.insert(session.id.clone(), session.clone());
+        session
+    }
+
+    /// Finds a session and marks it used.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        let session = self.map.get(id).map(|entry| entry.value().clone())?;
+        session.touch();
+        Some(session)
+    }
+
+    /// Ends a session; returns whether it existed.
+    pub fn remove(&self, id: &str) -> bool {
+        match self.map.remove(id) {
+            Some((_, session)) => {
+                session.closed.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends sessions idle longer than [`IDLE_LIMIT`].
+    pub fn expire_idle(&self) {
+        let cutoff = now().saturating_sub(IDLE_LIMIT.as_secs());
+        self.map.retain(|_, session| {
+            let keep = session.last_seen.load(Ordering::Relaxed) >= cutoff;
+            if !keep {
+                session.closed.cancel();
+            }
+            keep
+        });
+    }
+
+    /// Ends every session (shutdown): their GET streams close so connections can drain.
+    pub fn close_all(&self) {
+        for entry in self.map.iter() {
+            entry.value().closed.cancel();
+        }
+    }
+
+    /// How many sessions are live.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn cancel_fires_the_tracked_token() {
+        let sessions = Sessions::default();
+        let session = sessions.create("2025-11-25");
+        let token = session.track(&json!(7));
+        session.cancel(&json!(7));
+        assert!(token.is_cancelled());
+        assert!(sessions.get(&session.id).is_some());
+        assert!(sessions.remove(&session.id));
+        assert!(session.closed().is_cancelled());
+        assert!(sessions.get(&session.id).is_none());
+    }
+
+    #[test]
+    fn log_level_filters_messages_only() {
+        let session = Session::new("2025-11-25");
+        session.set_log_level("warning");
+        let log = |level: &str| json!({"method": "notifications/message", "params": {"level": level}});
+        assert!(!session.wants(&log("info")));
+        assert!(session.wants(&log("error")));
+        assert!(session.wants(&json!({"method": "notifications/tools/list_changed"})));
+    }
+}

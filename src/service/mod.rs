@@ -1,0 +1,3 @@
+//! Process lifecycle: signals.
+
+pub mod signals;
