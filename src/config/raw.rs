@@ -1,0 +1,315 @@
+//! The raw layer: serde types mirroring `nexus.toml` key for key.
+//!
+//! These types only say what was typed: every key is optional here, and cross-key rules
+//! (exactly one of `cmd` and `url`, certificate with key, files that must exist) belong to
+//! `resolve`. Unknown keys are rejected everywhere. Values that `resolve` checks later keep their
+//! [`Spanned`] position so its problems point at the right `line:col`. There is no `untagged` and
+//! no `flatten`: both buffer the input and lose the spans and the precise serde error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde_spanned::Spanned;
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawServer {
+    /// Socket address to listen on; default `127.0.0.1:8000`.
+    pub listen_address: Option<Spanned<String>>,
+    /// Accepted `Host` values; default empty (see the model).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Accepted `Origin` values; default empty (see the model).
+    pub allowed_origins: Option<Vec<String>>,
+    /// `[server.health]`; default enabled at `/health`.
+    pub health: Option<RawHealth>,
+    /// `[server.tls]`; default plain HTTP.
+    pub tls: Option<Spanned<RawServerTls>>,
+}
+
+/// `[server.health]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawHealth {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Default `/health`.
+    pub path: Option<Spanned<String>>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawServerTls {
+    /// PEM file or `pkcs11:` URI; required.
+    pub certificate: Option<Spanned<String>>,
+    /// PEM file or `pkcs11:` URI; required.
+    pub key: Option<Spanned<String>>,
+    /// Passphrase of an encrypted PEM key; default none.
+    pub key_password: Option<Spanned<SecretString>>,
+    /// File holding that passphrase; default none.
+    pub key_password_file: Option<Spanned<String>>,
+    /// CA for client certificates; default none (no client certificates asked for).
+    pub client_ca_cert_path: Option<Spanned<String>>,
+    /// "1.2" or "1.3"; default "1.2".
+    pub min_tls_version: Option<Spanned<String>>,
+    /// OpenSSL TLS 1.2 cipher string; default OpenSSL's.
+    pub cipher_list: Option<String>,
+    /// OpenSSL TLS 1.3 suites; default OpenSSL's.
+    pub ciphersuites: Option<String>,
+}
+
+/// `[pkcs11]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawPkcs11 {
+    /// The PKCS#11 module (`.so`); default none.
+    pub module_path: Option<Spanned<String>>,
+    /// File holding the user PIN; default none.
+    pub pin_file: Option<Spanned<String>>,
+    /// The user PIN itself; default none.
+    pub pin: Option<Spanned<SecretString>>,
+}
+
+/// `[mcp]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawMcp {
+    /// `[mcp.servers.NAME]`: skipped here because `resolve` deserializes each server on its own
+    /// (one bad server must not hide another); declared so unknown-key messages list `servers`.
+    #[serde(rename = "servers")]
+    pub _servers: Option<de::IgnoredAny>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Default `/mcp`.
+    pub path: Option<Spanned<String>>,
+    /// Default search.
+    pub tools: Option<RawTools>,
+    /// Default always.
+    pub prefix: Option<RawPrefix>,
+    /// Default 60 s.
+    pub call_timeout: Option<Spanned<RawDuration>>,
+}
+
+/// `tools`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawTools {
+    /// "search".
+    Search,
+    /// "direct".
+    Direct,
+}
+
+/// `prefix`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawPrefix {
+    /// "always".
+    Always,
+    /// "when-needed".
+    WhenNeeded,
+}
+
+/// One `[mcp.servers.NAME]`: stdio and HTTP keys side by side, sorted out by `resolve`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawDownstream {
+    /// stdio: program and arguments; default none.
+    pub cmd: Option<Spanned<Vec<String>>>,
+    /// stdio: extra environment; default none.
+    pub env: Option<Spanned<BTreeMap<String, String>>>,
+    /// stdio: working directory; default the gateway's.
+    pub cwd: Option<Spanned<String>>,
+    /// stdio: where stderr goes; default "null".
+    pub stderr: Option<Spanned<RawStderr>>,
+    /// HTTP: the server's URL; default none.
+    pub url: Option<Spanned<String>>,
+    /// HTTP: transport; default detect.
+    pub protocol: Option<Spanned<RawProtocol>>,
+    /// Per-call timeout; default `[mcp] call_timeout`.
+    pub call_timeout: Option<Spanned<RawDuration>>,
+    /// HTTP: `[auth]`; default no credentials.
+    pub auth: Option<Spanned<RawAuth>>,
+    /// HTTP: `[tls]`; default full verification against the system store.
+    pub tls: Option<Spanned<RawClientTls>>,
+    /// `[rate_limits]`; default unlimited.
+    pub rate_limits: Option<RawRateLimits>,
+}
+
+/// `protocol`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawProtocol {
+    /// "streamable-http".
+    StreamableHttp,
+    /// "sse".
+    Sse,
+}
+
+/// `[mcp.servers.NAME.auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawAuth {
+    /// Bearer token; default none.
+    pub token: Option<SecretString>,
+    /// "forward"; default none.
+    #[serde(rename = "type")]
+    pub kind: Option<RawAuthKind>,
+}
+
+/// `type` in `[auth]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawAuthKind {
+    /// "forward".
+    Forward,
+}
+
+/// `[mcp.servers.NAME.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawClientTls {
+    /// Default true.
+    pub verify_certs: Option<bool>,
+    /// Default false.
+    pub accept_invalid_hostnames: Option<bool>,
+    /// Default: the system trust store.
+    pub root_ca_cert_path: Option<Spanned<String>>,
+    /// PEM file or `pkcs11:` URI; default none.
+    pub client_cert_path: Option<Spanned<String>>,
+    /// PEM file or `pkcs11:` URI; default none.
+    pub client_key_path: Option<Spanned<String>>,
+    /// Passphrase of an encrypted PEM key; default none.
+    pub client_key_password: Option<Spanned<SecretString>>,
+    /// File holding that passphrase; default none.
+    pub client_key_password_file: Option<Spanned<String>>,
+    /// "1.2" or "1.3"; default "1.2".
+    pub min_tls_version: Option<Spanned<String>>,
+    /// OpenSSL TLS 1.2 cipher string; default OpenSSL's.
+    pub cipher_list: Option<String>,
+    /// OpenSSL TLS 1.3 suites; default OpenSSL's.
+    pub ciphersuites: Option<String>,
+    /// SNI and verification name; default the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// `[mcp.servers.NAME.rate_limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawRateLimits {
+    /// Calls per interval; required.
+    pub limit: Spanned<u32>,
+    /// Required.
+    pub interval: Spanned<RawDuration>,
+    /// Per-tool overrides; default none.
+    pub tools: Option<BTreeMap<String, RawToolLimit>>,
+}
+
+/// `tools.NAME` in `[rate_limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawToolLimit {
+    /// Calls per interval; required.
+    pub limit: Spanned<u32>,
+    /// Required.
+    pub interval: Spanned<RawDuration>,
+}
+
+/// A duration written as "30s", "2m", "1h 30m" (humantime) or as an integer number of seconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DurationVisitor)
+    }
+}
+
+struct DurationVisitor;
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = RawDuration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration such as \"30s\" or \"2m\", or a number of seconds")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDuration, E> {
+        humantime::parse_duration(v).map(RawDuration).map_err(|_| {
+            E::custom(format!(
+                "invalid duration `{v}` (expected e.g. \"30s\", \"2m\" or a number of seconds)"
+            ))
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawDuration, E> {
+        Ok(RawDuration(Duration::from_secs(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawDuration, E> {
+        u64::try_from(v)
+            .map(|secs| RawDuration(Duration::from_secs(secs)))
+            .map_err(|_| {
+                E::custom(format!(
+                    "invalid duration `{v}` (a duration cannot be negative)"
+                ))
+            })
+    }
+}
+
+/// `stderr`: "null", "inherit", "pipe" or `{ file = "path" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawStderr {
+    /// "null".
+    Null,
+    /// "inherit".
+    Inherit,
+    /// "pipe".
+    Pipe,
+    /// `{ file = "path" }`.
+    File(String),
+}
+
+impl<'de> Deserialize<'de> for RawStderr {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StderrVisitor)
+    }
+}
+
+struct StderrVisitor;
+
+impl<'de> Visitor<'de> for StderrVisitor {
+    type Value = RawStderr;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"null\", \"inherit\", \"pipe\" or { file = \"path\" }")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawStderr, E> {
+        match v {
+            "null" => Ok(RawStderr::Null),
+            "inherit" => Ok(RawStderr::Inherit),
+            "pipe" => Ok(RawStderr::Pipe),
+            other => Err(E::custom(format!(
+                "unknown value `{other}` (expected \"null\", \"inherit\", \"pipe\" or {{ file = \"path\" }})"
+            ))),
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawStderr, A::Error> {
+        let mut file = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "file" {
+                return Err(de::Error::unknown_field(&key, &["file"]));
+            }
+            file = Some(map.next_value::<String>()?);
+        }
+        file.map(RawStderr::File)
+            .ok_or_else(|| de::Error::missing_field("file"))
+    }
+}

@@ -1,0 +1,322 @@
+//! `[mcp.servers.NAME]`: one downstream each, stdio (`cmd`) or HTTP (`url`).
+
+use std::ops::Range;
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+use toml::de::DeValue;
+
+use super::Cx;
+use crate::config::model::{
+    Auth, Downstream, Http, HttpProtocol, RateLimit, StderrTarget, Stdio, Transport,
+};
+use crate::config::raw::{
+    RawAuth, RawAuthKind, RawDownstream, RawProtocol, RawRateLimits, RawStderr,
+};
+use crate::config::template::join;
+
+impl Cx<'_> {
+    /// Every server of `[mcp.servers]`, in file order.
+    pub(super) fn servers(
+        &mut self,
+        value: Option<Spanned<DeValue<'_>>>,
+        timeout: Duration,
+    ) -> Vec<Downstream> {
+        let Some(value) = value else {
+            return Vec::new();
+        };
+        let span = value.span();
+        let DeValue::Table(table) = value.into_inner() else {
+            let fix = "declare each server as a table: [mcp.servers.NAME]";
+            self.problems.push(
+                span,
+                "mcp.servers",
+                "must be a table of servers".to_string(),
+                fix,
+            );
+            return Vec::new();
+        };
+        let mut entries: Vec<_> = table.into_iter().collect();
+        entries.sort_by_key(|(name, _)| name.span().start);
+        entries
+            .into_iter()
+            .filter_map(|(name, value)| {
+                self.downstream(
+                    Spanned::new(name.span(), name.into_inner().into_owned()),
+                    value,
+                    timeout,
+                )
+            })
+            .collect()
+    }
+
+    fn downstream(
+        &mut self,
+        name: Spanned<String>,
+        value: Spanned<DeValue<'_>>,
+        timeout: Duration,
+    ) -> Option<Downstream> {
+        let key = join("mcp.servers", name.get_ref());
+        self.check_name(&name, &key);
+        let raw: RawDownstream = self.section(value, &key)?;
+        let call_timeout = self
+            .timeout(raw.call_timeout, &join(&key, "call_timeout"))
+            .unwrap_or(timeout);
+        let rate_limit = raw
+            .rate_limits
+            .map(|limits| self.rate_limit(limits, &join(&key, "rate_limits")));
+        let transport = match (raw.cmd, raw.url) {
+            (Some(cmd), None) => {
+                self.reject(
+                    &key,
+                    "stdio",
+                    [
+                        ("protocol", raw.protocol.map(|p| p.span())),
+                        ("auth", raw.auth.as_ref().map(Spanned::span)),
+                        ("tls", raw.tls.as_ref().map(Spanned::span)),
+                    ],
+                );
+                Transport::Stdio(self.stdio(&key, cmd, raw.env, raw.cwd, raw.stderr)?)
+            }
+            (None, Some(url)) => {
+                self.reject(
+                    &key,
+                    "HTTP",
+                    [
+                        ("env", raw.env.map(|e| e.span())),
+                        ("cwd", raw.cwd.map(|c| c.span())),
+                        ("stderr", raw.stderr.map(|s| s.span())),
+                    ],
+                );
+                let protocol = raw.protocol.map(|p| match p.into_inner() {
+                    RawProtocol::StreamableHttp => HttpProtocol::StreamableHttp,
+                    RawProtocol::Sse => HttpProtocol::Sse,
+                });
+                let url = self.url(url, &join(&key, "url"))?;
+                let https = url.scheme_str() == Some("https");
+                let auth = raw
+                    .auth
+                    .and_then(|auth| self.auth(auth, &join(&key, "auth")));
+                let tls = self.client_tls(raw.tls, &join(&key, "tls"), https);
+                Transport::Http(Http {
+                    url,
+                    protocol,
+                    auth,
+                    tls,
+                })
+            }
+            (cmd, _) => {
+                let fix = match cmd {
+                    Some(_) => "remove one of them",
+                    None => {
+                        "add `cmd = [\"program\", \"arg\"]` for a child process or `url = \"https://host/mcp\"`"
+                    }
+                };
+                let message = format!(
+                    "server '{}': set exactly one of `cmd` (stdio) or `url` (HTTP)",
+                    name.get_ref()
+                );
+                self.problems.push(name.span(), &key, message, fix);
+                return None;
+            }
+        };
+        Some(Downstream {
+            name: name.into_inner(),
+            transport,
+            rate_limit,
+            call_timeout,
+        })
+    }
+
+    /// Server names become tool-name prefixes (`server__tool`), so they are kept simple.
+    fn check_name(&mut self, name: &Spanned<String>, key: &str) {
+        let text = name.get_ref();
+        let (message, fix) = if text.is_empty() {
+            (
+                "server name is empty".to_string(),
+                "name the server, e.g. [mcp.servers.github]",
+            )
+        } else if !text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            let message = format!(
+                "server name `{text}` may contain only letters, digits, `_` and `-` (it prefixes tool names)"
+            );
+            (message, "rename the server")
+        } else if text.contains("__") {
+            let message = format!(
+                "server name `{text}` contains `__`, which separates server and tool in tool names (`server__tool`)"
+            );
+            (message, "rename the server, e.g. with a single `_`")
+        } else {
+            return;
+        };
+        self.problems.push(name.span(), key, message, fix);
+    }
+
+    /// Records each key set on a server of the other `kind`.
+    fn reject<const N: usize>(
+        &mut self,
+        key: &str,
+        kind: &str,
+        keys: [(&str, Option<Range<usize>>); N],
+    ) {
+        let (needs, fix) = match kind {
+            "stdio" => (
+                "HTTP servers (`url`)",
+                "remove it, or use `url` instead of `cmd`",
+            ),
+            _ => (
+                "stdio servers (`cmd`)",
+                "remove it, or use `cmd` instead of `url`",
+            ),
+        };
+        for (name, span) in keys {
+            if let Some(span) = span {
+                let message =
+                    format!("`{name}` applies only to {needs}, and this is a {kind} server");
+                self.problems.push(span, &join(key, name), message, fix);
+            }
+        }
+    }
+
+    fn stdio(
+        &mut self,
+        key: &str,
+        cmd: Spanned<Vec<String>>,
+        env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+        cwd: Option<Spanned<String>>,
+        stderr: Option<Spanned<RawStderr>>,
+    ) -> Option<Stdio> {
+        let span = cmd.span();
+        let mut args = cmd.into_inner().into_iter();
+        let program = args.next().filter(|p| !p.is_empty());
+        if program.is_none() {
+            let fix = "put the program first, e.g. cmd = [\"npx\", \"-y\", \"@modelcontextprotocol/server-everything\"]";
+            self.problems.push(
+                span,
+                &join(key, "cmd"),
+                "must start with a program name".to_string(),
+                fix,
+            );
+        }
+        let cwd = cwd.map(|dir| self.directory(&dir, &join(key, "cwd")));
+        let stderr = stderr.map_or(StderrTarget::Null, |target| {
+            self.stderr(target, &join(key, "stderr"))
+        });
+        Some(Stdio {
+            program: program?,
+            args: args.collect(),
+            env: env
+                .map(|e| e.into_inner().into_iter().collect())
+                .unwrap_or_default(),
+            cwd,
+            stderr,
+        })
+    }
+
+    fn stderr(&mut self, target: Spanned<RawStderr>, key: &str) -> StderrTarget {
+        let span = target.span();
+        match target.into_inner() {
+            RawStderr::Null => StderrTarget::Null,
+            RawStderr::Inherit => StderrTarget::Inherit,
+            RawStderr::Pipe => StderrTarget::Pipe,
+            RawStderr::File(path) => {
+                StderrTarget::File(self.output_file(&Spanned::new(span, path), key))
+            }
+        }
+    }
+
+    /// An absolute http or https URL with a host.
+    fn url(&mut self, url: Spanned<String>, key: &str) -> Option<http::Uri> {
+        let problem = match url.get_ref().parse::<http::Uri>() {
+            Ok(uri) if !matches!(uri.scheme_str(), Some("http" | "https")) => {
+                "must start with https:// or http://".to_string()
+            }
+            Ok(uri) if uri.host().is_none_or(str::is_empty) => "has no host".to_string(),
+            Ok(uri) => return Some(uri),
+            Err(e) => format!("invalid URL: {e}"),
+        };
+        self.problems.push(
+            url.span(),
+            key,
+            problem,
+            "use a URL such as \"https://mcp.example.com/mcp\"",
+        );
+        None
+    }
+
+    /// `[auth]`: exactly one of `token` and `type = "forward"`.
+    fn auth(&mut self, auth: Spanned<RawAuth>, key: &str) -> Option<Auth> {
+        let span = auth.span();
+        let (message, fix) = match auth.into_inner() {
+            RawAuth {
+                token: Some(token),
+                kind: None,
+            } => return Some(Auth::Token(token)),
+            RawAuth {
+                token: None,
+                kind: Some(RawAuthKind::Forward),
+            } => return Some(Auth::Forward),
+            RawAuth {
+                token: Some(_),
+                kind: Some(_),
+            } => (
+                "`token` and `type` are both set",
+                "keep `token` to send a fixed token, or `type = \"forward\"` to pass on the client's",
+            ),
+            RawAuth {
+                token: None,
+                kind: None,
+            } => (
+                "[auth] sets neither `token` nor `type`",
+                "add `token = \"{{ env.NAME }}\"` or `type = \"forward\"`, or remove [auth]",
+            ),
+        };
+        self.problems.push(span, key, message.to_string(), fix);
+        None
+    }
+
+    fn rate_limit(&mut self, raw: RawRateLimits, key: &str) -> RateLimit {
+        let mut tools: Vec<_> = raw.tools.unwrap_or_default().into_iter().collect();
+        tools.sort_by_key(|(_, limit)| limit.limit.span().start);
+        RateLimit {
+            limit: self.positive_limit(&raw.limit, &join(key, "limit")),
+            interval: self.interval(&raw.interval, &join(key, "interval")),
+            tools: tools
+                .into_iter()
+                .map(|(tool, limit)| {
+                    let tool_key = join(&join(key, "tools"), &tool);
+                    let limit = RateLimit {
+                        limit: self.positive_limit(&limit.limit, &join(&tool_key, "limit")),
+                        interval: self.interval(&limit.interval, &join(&tool_key, "interval")),
+                        tools: Vec::new(),
+                    };
+                    (tool, limit)
+                })
+                .collect(),
+        }
+    }
+
+    fn positive_limit(&mut self, limit: &Spanned<u32>, key: &str) -> u32 {
+        if *limit.get_ref() == 0 {
+            self.problems.push(
+                limit.span(),
+                key,
+                "must be at least 1".to_string(),
+                "set the number of calls allowed per interval",
+            );
+        }
+        *limit.get_ref()
+    }
+
+    fn interval(
+        &mut self,
+        interval: &Spanned<crate::config::raw::RawDuration>,
+        key: &str,
+    ) -> Duration {
+        self.timeout(Some(interval.clone()), key)
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,89 @@
+//! Paths named in the configuration: resolved against the file's directory, checked at load so a
+//! missing certificate stops startup with the server and key that name it.
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde_spanned::Spanned;
+
+use super::Cx;
+
+impl Cx<'_> {
+    /// `value` as a path; relative paths are relative to the configuration file's directory.
+    pub(super) fn path(&self, value: &str) -> PathBuf {
+        let path = Path::new(value);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    /// A file the gateway will read: it must exist and be readable now.
+    pub(super) fn file(&mut self, value: &Spanned<String>, key: &str) -> PathBuf {
+        let path = self.path(value.get_ref());
+        if let Some((message, fix)) = unreadable_file(&path) {
+            self.problems.push(value.span(), key, message, fix);
+        }
+        path
+    }
+
+    /// A directory that must exist now (`cwd`).
+    pub(super) fn directory(&mut self, value: &Spanned<String>, key: &str) -> PathBuf {
+        let path = self.path(value.get_ref());
+        self.require_directory(value, key, &path);
+        path
+    }
+
+    /// A file the gateway will create or append to: its directory must exist now.
+    pub(super) fn output_file(&mut self, value: &Spanned<String>, key: &str) -> PathBuf {
+        let path = self.path(value.get_ref());
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        self.require_directory(value, key, &parent);
+        path
+    }
+
+    fn require_directory(&mut self, value: &Spanned<String>, key: &str, dir: &Path) {
+        let problem = match fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => return,
+            Ok(_) => (
+                format!("{} is not a directory", dir.display()),
+                "name a directory",
+            ),
+            Err(e) if e.kind() == ErrorKind::NotFound => (
+                format!("directory {} does not exist", dir.display()),
+                "create it or fix the path",
+            ),
+            Err(e) => (
+                format!("directory {} cannot be used: {e}", dir.display()),
+                "fix its permissions",
+            ),
+        };
+        self.problems.push(value.span(), key, problem.0, problem.1);
+    }
+}
+
+/// Why `path` cannot be read as a file, if it cannot.
+fn unreadable_file(path: &Path) -> Option<(String, &'static str)> {
+    let shown = path.display();
+    match fs::metadata(path) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Some((
+            format!("file {shown} does not exist"),
+            "create it or fix the path",
+        )),
+        Err(e) => Some((
+            format!("file {shown} cannot be read: {e}"),
+            "fix its permissions or the path",
+        )),
+        Ok(meta) if meta.is_dir() => {
+            Some((format!("{shown} is a directory, not a file"), "name a file"))
+        }
+        Ok(_) => File::open(path).err().map(|e| {
+            (
+                format!("file {shown} cannot be read: {e}"),
+                "let the gateway's user read it (e.g. mode 640, group nexus)",
+            )
+        }),
+    }
+}
