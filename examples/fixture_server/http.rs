@@ -110,7 +110,7 @@ impl Server {
         }
         let session = match self.session(&parts.headers) {
             Ok(session) => session,
-            Err(response) => return response,
+            Err(e) => return e.into_response(),
         };
         if !is_request(&message) {
             session.on_notification(&message);
@@ -138,26 +138,18 @@ impl Server {
         response
     }
 
-    /// The session named by the request, or the response to send when there is none.
-    fn session(&self, headers: &HeaderMap) -> Result<Arc<Session>, Response<Body>> {
+    /// The session named by the request.
+    fn session(&self, headers: &HeaderMap) -> Result<Arc<Session>, NoSession> {
         let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
-            return Err(rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "missing Mcp-Session-Id",
-            ));
+            return Err(NoSession::Missing);
         };
         let sessions = self.sessions.read().expect("BUG: sessions lock poisoned");
-        // 404 tells the client to initialize again, as the spec says for an ended session.
-        sessions
-            .get(id)
-            .cloned()
-            .ok_or_else(|| status(StatusCode::NOT_FOUND))
+        sessions.get(id).cloned().ok_or(NoSession::Unknown)
     }
 
     fn get(&self, headers: &HeaderMap) -> Response<Body> {
-        if let Err(response) = self.session(headers) {
-            return response;
+        if let Err(e) = self.session(headers) {
+            return e.into_response();
         }
         if !accepts(headers).sse {
             return status(StatusCode::NOT_ACCEPTABLE);
@@ -191,6 +183,22 @@ impl Server {
         {
             Some(_) => status(StatusCode::OK),
             None => status(StatusCode::NOT_FOUND),
+        }
+    }
+}
+
+/// Why a request names no live session.
+enum NoSession {
+    Missing,
+    Unknown,
+}
+
+impl NoSession {
+    fn into_response(self) -> Response<Body> {
+        match self {
+            Self::Missing => rpc_error(StatusCode::BAD_REQUEST, -32600, "missing Mcp-Session-Id"),
+            // 404 tells the client to initialize again, as the spec says for an ended session.
+            Self::Unknown => status(StatusCode::NOT_FOUND),
         }
     }
 }
