@@ -291,9 +291,15 @@ async fn stdio_sends_progress_in_order_before_the_response() {
 #[tokio::test]
 async fn stdio_runs_64_sleeps_at_once() {
     let mut fixture = StdioFixture::start(&[]).await;
-    for id in 1..=64 {
-        fixture.send(&call(id, "sleep", json!({"ms": 50}))).await;
-    }
+    // One write for all 64, so a loaded machine cannot spread them over more than 50 ms.
+    let batch: String = (1..=64)
+        .map(|id| format!("{}\n", call(id, "sleep", json!({"ms": 50}))))
+        .collect();
+    fixture
+        .stdin
+        .write_all(batch.as_bytes())
+        .await
+        .expect("write to fixture stdin");
     let mut answered = Vec::new();
     while answered.len() < 64 {
         let response = fixture.next().await;
