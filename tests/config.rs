@@ -128,7 +128,7 @@ fn keys_of_the_other_transport_are_rejected() {
         [
             "nexus.toml:3:12: mcp.servers.s.protocol: `protocol` applies only to HTTP servers (`url`), and this is a \
              stdio server; remove it, or use `url` instead of `cmd`",
-            "nexus.toml:7:7: mcp.servers.h.cwd: `cwd` applies only to stdio servers (`cmd`), and this is a HTTP \
+            "nexus.toml:7:7: mcp.servers.h.cwd: `cwd` applies only to stdio servers (`cmd`), and this is an HTTP \
              server; remove it, or use `cmd` instead of `url`",
             "2 problems in nexus.toml",
         ]
