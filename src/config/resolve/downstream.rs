@@ -100,11 +100,10 @@ impl Cx<'_> {
     }
 
     fn not_one_transport(&mut self, name: &Spanned<String>, key: &str, both: bool) {
-        let fix = match both {
-            true => "remove one of them",
-            false => {
-                "add `cmd = [\"program\", \"arg\"]` for a child process or `url = \"https://host/mcp\"`"
-            }
+        let fix = if both {
+            "remove one of them"
+        } else {
+            "add `cmd = [\"program\", \"arg\"]` for a child process or `url = \"https://host/mcp\"`"
         };
         let message = format!(
             "server '{}': set exactly one of `cmd` (stdio) or `url` (HTTP)",
