@@ -2,9 +2,9 @@
 //!
 //! Loading runs in four steps, one file each:
 //! - toml parses the text once into a tree that keeps every value's byte span;
-//! - [`template`] expands `{{ env.NAME }}` in every string value, recording unset variables;
-//! - [`raw`] types (serde, unknown keys rejected) are deserialized per section and per server;
-//! - [`resolve`] applies cross-key rules, checks the files named, and builds the [`model`].
+//! - `template` expands `{{ env.NAME }}` in every string value, recording unset variables;
+//! - `raw` types (serde, unknown keys rejected) are deserialized per section and per server;
+//! - `resolve` applies cross-key rules, checks the files named, and builds the [`model`].
 //!
 //! Every problem is collected before failing, so [`ConfigError`] lists them all, each with file,
 //! `line:col`, key path, what is wrong and what to do. Secret values never appear in a message.

@@ -27,9 +27,20 @@ pub(crate) fn expand_table(
 }
 
 /// `path.key`, or `key` at the top level.
+///
+/// A key that is not a TOML bare key (`A-Za-z0-9_-`) is quoted, as it would be written in the file.
 pub(crate) fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare {
         key.to_string()
+    } else {
+        format!("{key:?}")
+    };
+    if path.is_empty() {
+        key
     } else {
         format!("{path}.{key}")
     }

@@ -1,5 +1,6 @@
 //! `[mcp.servers.NAME]`: one downstream each, stdio (`cmd`) or HTTP (`url`).
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use crate::config::model::{
     Auth, Downstream, Http, HttpProtocol, RateLimit, StderrTarget, Stdio, Transport,
 };
 use crate::config::raw::{
-    RawAuth, RawAuthKind, RawDownstream, RawProtocol, RawRateLimits, RawStderr,
+    RawAuth, RawAuthKind, RawClientTls, RawDownstream, RawDuration, RawProtocol, RawRateLimits,
+    RawStderr,
 };
 use crate::config::template::join;
 
@@ -67,56 +69,25 @@ impl Cx<'_> {
             .map(|limits| self.rate_limit(limits, &join(&key, "rate_limits")));
         let transport = match (raw.cmd, raw.url) {
             (Some(cmd), None) => {
-                self.reject(
-                    &key,
-                    "stdio",
-                    [
-                        ("protocol", raw.protocol.map(|p| p.span())),
-                        ("auth", raw.auth.as_ref().map(Spanned::span)),
-                        ("tls", raw.tls.as_ref().map(Spanned::span)),
-                    ],
-                );
+                let http_only = [
+                    ("protocol", raw.protocol.map(|p| p.span())),
+                    ("auth", raw.auth.map(|a| a.span())),
+                    ("tls", raw.tls.map(|t| t.span())),
+                ];
+                self.reject(&key, true, &http_only);
                 Transport::Stdio(self.stdio(&key, cmd, raw.env, raw.cwd, raw.stderr)?)
             }
             (None, Some(url)) => {
-                self.reject(
-                    &key,
-                    "HTTP",
-                    [
-                        ("env", raw.env.map(|e| e.span())),
-                        ("cwd", raw.cwd.map(|c| c.span())),
-                        ("stderr", raw.stderr.map(|s| s.span())),
-                    ],
-                );
-                let protocol = raw.protocol.map(|p| match p.into_inner() {
-                    RawProtocol::StreamableHttp => HttpProtocol::StreamableHttp,
-                    RawProtocol::Sse => HttpProtocol::Sse,
-                });
-                let url = self.url(url, &join(&key, "url"))?;
-                let https = url.scheme_str() == Some("https");
-                let auth = raw
-                    .auth
-                    .and_then(|auth| self.auth(auth, &join(&key, "auth")));
-                let tls = self.client_tls(raw.tls, &join(&key, "tls"), https);
-                Transport::Http(Http {
-                    url,
-                    protocol,
-                    auth,
-                    tls,
-                })
+                let stdio_only = [
+                    ("env", raw.env.map(|e| e.span())),
+                    ("cwd", raw.cwd.map(|c| c.span())),
+                    ("stderr", raw.stderr.map(|s| s.span())),
+                ];
+                self.reject(&key, false, &stdio_only);
+                Transport::Http(self.http(&key, url, raw.protocol, raw.auth, raw.tls)?)
             }
             (cmd, _) => {
-                let fix = match cmd {
-                    Some(_) => "remove one of them",
-                    None => {
-                        "add `cmd = [\"program\", \"arg\"]` for a child process or `url = \"https://host/mcp\"`"
-                    }
-                };
-                let message = format!(
-                    "server '{}': set exactly one of `cmd` (stdio) or `url` (HTTP)",
-                    name.get_ref()
-                );
-                self.problems.push(name.span(), &key, message, fix);
+                self.not_one_transport(&name, &key, cmd.is_some());
                 return None;
             }
         };
@@ -125,6 +96,40 @@ impl Cx<'_> {
             transport,
             rate_limit,
             call_timeout,
+        })
+    }
+
+    fn not_one_transport(&mut self, name: &Spanned<String>, key: &str, both: bool) {
+        let fix = if both {
+            "remove one of them"
+        } else {
+            "add `cmd = [\"program\", \"arg\"]` for a child process or `url = \"https://host/mcp\"`"
+        };
+        let message = format!(
+            "server '{}': set exactly one of `cmd` (stdio) or `url` (HTTP)",
+            name.get_ref()
+        );
+        self.problems.push(name.span(), key, message, fix);
+    }
+
+    fn http(
+        &mut self,
+        key: &str,
+        url: Spanned<String>,
+        protocol: Option<Spanned<RawProtocol>>,
+        auth: Option<Spanned<RawAuth>>,
+        tls: Option<Spanned<RawClientTls>>,
+    ) -> Option<Http> {
+        let url = self.url(url, &join(key, "url"))?;
+        let https = url.scheme_str() == Some("https");
+        Some(Http {
+            protocol: protocol.map(|p| match p.into_inner() {
+                RawProtocol::StreamableHttp => HttpProtocol::StreamableHttp,
+                RawProtocol::Sse => HttpProtocol::Sse,
+            }),
+            auth: auth.and_then(|auth| self.auth(auth, &join(key, "auth"))),
+            tls: self.client_tls(tls, &join(key, "tls"), https),
+            url,
         })
     }
 
@@ -155,28 +160,26 @@ impl Cx<'_> {
         self.problems.push(name.span(), key, message, fix);
     }
 
-    /// Records each key set on a server of the other `kind`.
-    fn reject<const N: usize>(
-        &mut self,
-        key: &str,
-        kind: &str,
-        keys: [(&str, Option<Range<usize>>); N],
-    ) {
-        let (needs, fix) = match kind {
-            "stdio" => (
+    /// Records each key set that belongs to the other transport.
+    fn reject(&mut self, key: &str, on_stdio: bool, keys: &[(&str, Option<Range<usize>>)]) {
+        let (needs, this, fix) = match on_stdio {
+            true => (
                 "HTTP servers (`url`)",
+                "a stdio",
                 "remove it, or use `url` instead of `cmd`",
             ),
-            _ => (
+            false => (
                 "stdio servers (`cmd`)",
+                "an HTTP",
                 "remove it, or use `cmd` instead of `url`",
             ),
         };
         for (name, span) in keys {
             if let Some(span) = span {
                 let message =
-                    format!("`{name}` applies only to {needs}, and this is a {kind} server");
-                self.problems.push(span, &join(key, name), message, fix);
+                    format!("`{name}` applies only to {needs}, and this is {this} server");
+                self.problems
+                    .push(span.clone(), &join(key, name), message, fix);
             }
         }
     }
@@ -185,7 +188,7 @@ impl Cx<'_> {
         &mut self,
         key: &str,
         cmd: Spanned<Vec<String>>,
-        env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+        env: Option<Spanned<BTreeMap<String, String>>>,
         cwd: Option<Spanned<String>>,
         stderr: Option<Spanned<RawStderr>>,
     ) -> Option<Stdio> {
@@ -311,11 +314,7 @@ impl Cx<'_> {
         *limit.get_ref()
     }
 
-    fn interval(
-        &mut self,
-        interval: &Spanned<crate::config::raw::RawDuration>,
-        key: &str,
-    ) -> Duration {
+    fn interval(&mut self, interval: &Spanned<RawDuration>, key: &str) -> Duration {
         self.timeout(Some(interval.clone()), key)
             .unwrap_or_default()
     }

@@ -124,10 +124,7 @@ impl Cx<'_> {
             Ok(raw) => Some(raw),
             Err(error) => {
                 let inner = error.inner();
-                // serde_path_to_error ends the path of an unknown key with the key itself; the
-                // message names it, and the path should name the table it appeared in.
-                let unknown = inner.message().starts_with("unknown field");
-                let key = error_path(path, error.path(), unknown);
+                let key = error_path(path, error.path(), inner.message());
                 self.problems
                     .schema(inner.span().unwrap_or(span), &key, inner.message());
                 None
@@ -196,7 +193,7 @@ impl Cx<'_> {
 }
 
 /// The dotted key path of a serde error under `base`, without serde_spanned's internal keys.
-fn error_path(base: &str, path: &serde_path_to_error::Path, drop_last: bool) -> String {
+fn error_path(base: &str, path: &serde_path_to_error::Path, message: &str) -> String {
     let mut segments: Vec<String> = path
         .iter()
         .filter_map(|segment| match segment {
@@ -207,7 +204,12 @@ fn error_path(base: &str, path: &serde_path_to_error::Path, drop_last: bool) -> 
             _ => None,
         })
         .collect();
-    if drop_last {
+    // For a derived struct the path of an unknown key ends with the key itself; the message
+    // names it, and the path should name the table it appeared in.
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    if unknown.is_some() && segments.last().map(String::as_str) == unknown {
         segments.pop();
     }
     segments.iter().fold(base.to_string(), |acc, segment| {
@@ -217,4 +219,170 @@ fn error_path(base: &str, path: &serde_path_to_error::Path, drop_last: bool) -> 
             join(&acc, segment)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The problems (without the file name) reported for `text`, given a directory to resolve
+    /// relative paths against.
+    fn problems_in(dir: &Path, text: &str) -> Vec<String> {
+        let file = dir.join("n.toml");
+        let error = resolve(text, &file, &|_| None).expect_err("should be rejected");
+        let prefix = format!("{}:", file.display());
+        let lines = error.problems().iter().map(|p| p.to_string());
+        lines
+            .map(|line| line.trim_start_matches(&prefix).to_string())
+            .collect()
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        problems_in(Path::new("/nonexistent"), text)
+    }
+
+    #[test]
+    fn unknown_top_level_keys_and_mcp_keys_list_what_is_accepted() {
+        assert_eq!(
+            problems("[mcp.server.a]\ncmd = [\"x\"]\n[serverr]\n"),
+            [
+                "1:6: mcp: unknown key `server` (expected one of `servers`, `enabled`, `path`, `tools`, \
+                 `prefix`, `call_timeout`); fix the spelling or remove it",
+                "3:2: unknown key `serverr` (expected `server`, `pkcs11` or `mcp`); fix the spelling or remove it",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_key_is_not_mistaken_for_a_duplicate_server() {
+        assert_eq!(
+            problems("[mcp.servers.a]\nurl = \"https://a\"\nurl = \"https://b\"\n"),
+            ["3:1: key `url` is set twice in the same table; remove one of them"]
+        );
+    }
+
+    #[test]
+    fn names_must_be_plain() {
+        assert_eq!(
+            problems(
+                "[mcp.servers.\"my api\"]\ncmd = [\"x\"]\n[mcp.servers.\"\"]\ncmd = [\"x\"]\n"
+            ),
+            [
+                "1:14: mcp.servers.\"my api\": server name `my api` may contain only letters, digits, `_` and `-` \
+                 (it prefixes tool names); rename the server",
+                "3:14: mcp.servers.\"\": server name is empty; name the server, e.g. [mcp.servers.github]",
+            ]
+        );
+    }
+
+    #[test]
+    fn stdio_paths_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            "[mcp.servers.a]\ncmd = [\"x\"]\ncwd = \"work\"\nstderr = { file = \"logs/a.log\" }\n";
+        let shown = problems_in(dir.path(), text);
+        let (work, logs) = (dir.path().join("work"), dir.path().join("logs"));
+        assert_eq!(
+            shown,
+            [
+                format!(
+                    "3:7: mcp.servers.a.cwd: directory {} does not exist; create it or fix the path",
+                    work.display()
+                ),
+                format!(
+                    "4:10: mcp.servers.a.stderr: directory {} does not exist; create it or fix the path",
+                    logs.display()
+                ),
+            ]
+        );
+        std::fs::create_dir(&work).unwrap();
+        std::fs::create_dir(&logs).unwrap();
+        let config = resolve(text, &dir.path().join("n.toml"), &|_| None).unwrap();
+        let super::super::model::Transport::Stdio(stdio) = &config.mcp.servers[0].transport else {
+            panic!("stdio expected")
+        };
+        assert_eq!(stdio.cwd.as_deref(), Some(work.as_path()));
+        assert_eq!(
+            stdio.stderr,
+            super::super::model::StderrTarget::File(logs.join("a.log"))
+        );
+    }
+
+    #[test]
+    fn stderr_takes_a_name_or_a_file_table() {
+        assert_eq!(
+            problems("[mcp.servers.a]\ncmd = [\"x\"]\nstderr = \"log\"\n"),
+            [
+                "3:10: mcp.servers.a.stderr: unknown value `log` (expected \"null\", \"inherit\", \"pipe\" or \
+              { file = \"path\" }); fix the value"
+            ]
+        );
+        assert_eq!(
+            problems("[mcp.servers.a]\ncmd = [\"x\"]\nstderr = { path = \"x\" }\n"),
+            [
+                "3:10: mcp.servers.a.stderr: unknown key `path` (expected `file`); fix the spelling or remove it"
+            ]
+        );
+    }
+
+    #[test]
+    fn rate_limits_must_be_positive_and_complete() {
+        let text = "[mcp.servers.a]\ncmd = [\"x\"]\n[mcp.servers.a.rate_limits]\nlimit = 0\ninterval = \"1m\"\n\
+                    tools.search = { limit = 5 }\n";
+        assert_eq!(
+            problems(text),
+            ["6:16: mcp.servers.a.rate_limits.tools.search: missing key `interval`; add it"]
+        );
+        let text =
+            "[mcp.servers.a]\ncmd = [\"x\"]\nrate_limits = { limit = 0, interval = \"0s\" }\n";
+        assert_eq!(
+            problems(text),
+            [
+                "3:25: mcp.servers.a.rate_limits.limit: must be at least 1; set the number of calls allowed per interval",
+                "3:39: mcp.servers.a.rate_limits.interval: must be longer than zero; use a positive duration such as \"30s\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_come_inline_or_from_a_file_not_both() {
+        let text = "[pkcs11]\npin = \"1234\"\npin_file = \"/run/pin\"\n";
+        assert_eq!(
+            problems(text),
+            ["3:12: pkcs11.pin_file: set either `pin` or `pin_file`, not both; remove one of them"]
+        );
+    }
+
+    #[test]
+    fn a_passphrase_without_a_client_key_is_reported() {
+        let text = "[mcp.servers.a]\nurl = \"https://h\"\ntls = { client_key_password_file = \"/run/pw\" }\n";
+        assert_eq!(
+            problems(text),
+            [
+                "3:36: mcp.servers.a.tls.client_key_password_file: `client_key_password_file` is set without \
+              `client_key_path`; set `client_cert_path` and `client_key_path`, or remove it"
+            ]
+        );
+    }
+
+    #[test]
+    fn urls_need_an_http_scheme_and_a_host() {
+        assert_eq!(
+            problems("[mcp.servers.a]\nurl = \"ftp://h/mcp\"\n"),
+            [
+                "2:7: mcp.servers.a.url: must start with https:// or http://; use a URL such as \"https://mcp.example.com/mcp\""
+            ]
+        );
+    }
+
+    #[test]
+    fn auth_needs_token_or_forward() {
+        assert_eq!(
+            problems("[mcp.servers.a]\nurl = \"https://h\"\n[mcp.servers.a.auth]\n"),
+            [
+                "3:1: mcp.servers.a.auth: [auth] sets neither `token` nor `type`; add `token = \"{{ env.NAME }}\"` or \
+              `type = \"forward\"`, or remove [auth]"
+            ]
+        );
+    }
 }

@@ -70,9 +70,10 @@ impl Cx<'_> {
 
     /// A certificate: a `pkcs11:` URI kept verbatim, else a PEM file that must be readable.
     pub(super) fn cert_source(&mut self, value: &Spanned<String>, key: &str) -> CertSource {
-        match value.get_ref().starts_with(PKCS11_SCHEME) {
-            true => CertSource::Pkcs11(value.get_ref().clone()),
-            false => CertSource::Pem(self.file(value, key)),
+        if value.get_ref().starts_with(PKCS11_SCHEME) {
+            CertSource::Pkcs11(value.get_ref().clone())
+        } else {
+            CertSource::Pem(self.file(value, key))
         }
     }
 
