@@ -10,11 +10,11 @@
 
 pub mod config;
 pub mod downstream;
-pub mod mcp;
-pub mod tls;
 pub mod gateway;
+pub mod mcp;
 pub mod server;
 pub mod service;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -38,4 +38,3 @@ pub async fn serve(
     gateway.stop().await;
     Ok(())
 }
-

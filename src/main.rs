@@ -64,7 +64,9 @@ fn init_logging(cli: &Cli) {
         eprintln!("invalid --log filter {:?} ({error}); using `info`", cli.log);
         tracing_subscriber::EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_style {
         LogStyle::Text => builder.init(),
         LogStyle::Json => builder.json().flatten_event(true).init(),
@@ -74,7 +76,11 @@ fn init_logging(cli: &Cli) {
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
-            println!("{}: OK ({} servers)", path.display(), config.mcp.servers.len());
+            println!(
+                "{}: OK ({} servers)",
+                path.display(),
+                config.mcp.servers.len()
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -116,7 +122,8 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
 
 async fn run(config: config::Config) -> Result<(), String> {
     let address = config.server.listen_address;
-    let mut signals = Signals::install().map_err(|error| format!("cannot install signal handlers: {error}"))?;
+    let mut signals =
+        Signals::install().map_err(|error| format!("cannot install signal handlers: {error}"))?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
@@ -141,7 +148,9 @@ async fn run(config: config::Config) -> Result<(), String> {
     outcome(serving.await)
 }
 
-fn outcome(finished: Result<Result<(), nexus::gateway::StartError>, tokio::task::JoinError>) -> Result<(), String> {
+fn outcome(
+    finished: Result<Result<(), nexus::gateway::StartError>, tokio::task::JoinError>,
+) -> Result<(), String> {
     match finished {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),

@@ -41,20 +41,33 @@ impl Connection {
         lifeline: Arc<Lifeline>,
         timeout: Duration,
     ) -> Result<Arc<Self>, RpcError> {
-        let mut connection =
-            Self { server, link, dispatcher, lifeline, peer: Peer::default() };
+        let mut connection = Self {
+            server,
+            link,
+            dispatcher,
+            lifeline,
+            peer: Peer::default(),
+        };
         let params = json!({
             "protocolVersion": LATEST_HANDSHAKE,
             // Sampling, elicitation and roots are not offered: the gateway cannot yet relay them.
             "capabilities": {},
             "clientInfo": {"name": "nexus", "version": env!("CARGO_PKG_VERSION")},
         });
-        let result = connection.request_inner("initialize", Some(params), timeout).await?;
-        let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or(LATEST_HANDSHAKE);
+        let result = connection
+            .request_inner("initialize", Some(params), timeout)
+            .await?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(LATEST_HANDSHAKE);
         connection.link.set_protocol_version(version);
         connection.peer = Peer {
             protocol_version: version.to_owned(),
-            capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            capabilities: result
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
             info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
         };
         connection.notify("notifications/initialized", None).await?;
@@ -87,8 +100,14 @@ impl Connection {
             .as_mut()
             .and_then(|params| params.pointer_mut("/_meta/progressToken"))
             .map(|token| std::mem::replace(token, Value::from(id)));
-        let message = jsonrpc::request(Value::from(id), method, params.unwrap_or_else(|| json!({})));
-        let call = Call { id, events, connection: self.clone(), finished: false };
+        let message =
+            jsonrpc::request(Value::from(id), method, params.unwrap_or_else(|| json!({})));
+        let call = Call {
+            id,
+            events,
+            connection: self.clone(),
+            finished: false,
+        };
         if let Err(error) = self.link.send(&message, Some(id), authorization).await {
             self.dispatcher.unregister(id);
             return Err(self.unavailable(error));
@@ -115,7 +134,8 @@ impl Connection {
         timeout: Duration,
     ) -> Result<Value, RpcError> {
         let (id, mut events) = self.dispatcher.register();
-        let message = jsonrpc::request(Value::from(id), method, params.unwrap_or_else(|| json!({})));
+        let message =
+            jsonrpc::request(Value::from(id), method, params.unwrap_or_else(|| json!({})));
         if let Err(error) = self.link.send(&message, Some(id), None).await {
             self.dispatcher.unregister(id);
             return Err(self.unavailable(error));
@@ -128,7 +148,10 @@ impl Connection {
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
         let message = jsonrpc::notification(method, params);
-        self.link.send(&message, None, None).await.map_err(|error| self.unavailable(error))
+        self.link
+            .send(&message, None, None)
+            .await
+            .map_err(|error| self.unavailable(error))
     }
 
     /// Ends the session politely.
@@ -137,7 +160,10 @@ impl Connection {
     }
 
     fn unavailable(&self, error: impl std::fmt::Display) -> RpcError {
-        RpcError::new(DOWNSTREAM_UNAVAILABLE, format!("server '{}' is unavailable: {error}", self.server))
+        RpcError::new(
+            DOWNSTREAM_UNAVAILABLE,
+            format!("server '{}' is unavailable: {error}", self.server),
+        )
     }
 
     fn timed_out(&self, method: &str, timeout: Duration) -> RpcError {
@@ -190,7 +216,9 @@ impl Drop for Call {
         let params = json!({"requestId": self.id, "reason": "cancelled by the gateway's client"});
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = connection.notify("notifications/cancelled", Some(params)).await;
+                let _ = connection
+                    .notify("notifications/cancelled", Some(params))
+                    .await;
             });
         }
     }

@@ -97,7 +97,9 @@ impl Dispatcher {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::UnboundedSender<CallEvent>>> {
         // A panic while holding this lock cannot leave the map inconsistent (single operations).
-        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -106,7 +108,9 @@ fn progress_token(message: &Value) -> Option<u64> {
     if jsonrpc::method(message) != Some("notifications/progress") {
         return None;
     }
-    message.pointer("/params/progressToken").and_then(Value::as_u64)
+    message
+        .pointer("/params/progressToken")
+        .and_then(Value::as_u64)
 }
 
 /// Requests from a downstream: `ping` is answered; anything else (sampling, elicitation, roots)
@@ -160,7 +164,8 @@ mod tests {
     fn stream_notifications_follow_their_stream() {
         let (dispatcher, _server) = dispatcher();
         let (id, mut events) = dispatcher.register();
-        let log = json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}});
+        let log =
+            json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}});
         dispatcher.dispatch(log, Some(id));
         assert!(matches!(events.try_recv(), Ok(CallEvent::Notification(_))));
     }
@@ -172,7 +177,9 @@ mod tests {
         let (_, mut second) = dispatcher.register();
         dispatcher.fail_all(&RpcError::new(-1, "gone"));
         for events in [&mut first, &mut second] {
-            let Ok(CallEvent::Response(response)) = events.try_recv() else { panic!("no response") };
+            let Ok(CallEvent::Response(response)) = events.try_recv() else {
+                panic!("no response")
+            };
             assert_eq!(response["error"]["message"], "gone");
         }
     }

@@ -75,14 +75,21 @@ impl HttpLink {
     ) -> Result<(), TransportError> {
         let body = Bytes::from(serde_json::to_vec(message).expect("BUG: JSON always serializes"));
         let request = self.request(Method::POST, Full::new(body), authorization);
-        let response = self.0.client.request(request).await.map_err(connect_error)?;
+        let response = self
+            .0
+            .client
+            .request(request)
+            .await
+            .map_err(connect_error)?;
         self.remember_session(&response);
         let status = response.status();
         if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
             return Ok(());
         }
         if status == StatusCode::NOT_FOUND && read(&self.0.session).is_some() {
-            self.0.lifeline.end("the server ended the session (HTTP 404)");
+            self.0
+                .lifeline
+                .end("the server ended the session (HTTP 404)");
         }
         if !status.is_success() {
             return Err(status_error(response).await);
@@ -113,7 +120,9 @@ impl HttpLink {
                     return;
                 };
                 if response.status() == StatusCode::NOT_FOUND {
-                    link.0.lifeline.end("the server ended the session (HTTP 404)");
+                    link.0
+                        .lifeline
+                        .end("the server ended the session (HTTP 404)");
                 }
                 if !response.status().is_success() || !is_event_stream(&response) {
                     return;
@@ -132,7 +141,8 @@ impl HttpLink {
     pub async fn close(&self) {
         if read(&self.0.session).is_some() {
             let request = self.request(Method::DELETE, Full::default(), None);
-            let _ = tokio::time::timeout(Duration::from_secs(2), self.0.client.request(request)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), self.0.client.request(request)).await;
         }
         self.0.lifeline.end("closed by the gateway");
     }
@@ -201,12 +211,14 @@ impl HttpLink {
 pub async fn read_events(mut body: Incoming, mut deliver: impl FnMut(Value)) {
     let mut parser = sse::Parser::default();
     while let Some(Ok(frame)) = body.frame().await {
-        let Some(chunk) = frame.data_ref() else { continue };
+        let Some(chunk) = frame.data_ref() else {
+            continue;
+        };
         for event in parser.feed(chunk) {
-            if event.event.is_empty() || event.event == "message" {
-                if let Ok(message) = serde_json::from_str(&event.data) {
-                    deliver(message);
-                }
+            if (event.event.is_empty() || event.event == "message")
+                && let Ok(message) = serde_json::from_str(&event.data)
+            {
+                deliver(message);
             }
         }
     }
@@ -248,7 +260,9 @@ pub async fn status_error(response: http::Response<Incoming>) -> TransportError 
         .and_then(Result::ok)
         .map(|body| body.to_bytes())
         .unwrap_or_default();
-    let body = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
+    let body = String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_owned();
     TransportError::Status { status, body }
 }
 
@@ -257,5 +271,6 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

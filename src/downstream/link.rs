@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use ::http::HeaderValue;
+use bytes::Bytes;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -95,7 +95,10 @@ impl Lifeline {
 
     /// Marks the connection as ended; the first reason given wins.
     pub fn end(&self, reason: impl Into<String>) {
-        let mut slot = self.reason.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slot = self
+            .reason
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if slot.is_none() {
             *slot = Some(reason.into());
         }

@@ -42,7 +42,9 @@ impl SseLink {
     ) -> Result<Self, TransportError> {
         let mut request = Request::new(Full::<Bytes>::default());
         *request.uri_mut() = url.clone();
-        request.headers_mut().insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        request
+            .headers_mut()
+            .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
         if let Some(auth) = &auth {
             request.headers_mut().insert(AUTHORIZATION, auth.clone());
         }
@@ -51,7 +53,9 @@ impl SseLink {
             return Err(status_error(response).await);
         }
         if !is_event_stream(&response) {
-            return Err(TransportError::Invalid("the URL does not serve an SSE stream".into()));
+            return Err(TransportError::Invalid(
+                "the URL does not serve an SSE stream".into(),
+            ));
         }
         let mut body = response.into_body();
         let mut parser = sse::Parser::default();
@@ -59,7 +63,12 @@ impl SseLink {
             .await
             .map_err(|_| TransportError::Invalid("no `endpoint` event within 10 s".into()))??;
         let post_url = resolve(url, &endpoint)?;
-        let link = Self(Arc::new(Inner { client, post_url, auth, lifeline: lifeline.clone() }));
+        let link = Self(Arc::new(Inner {
+            client,
+            post_url,
+            auth,
+            lifeline: lifeline.clone(),
+        }));
         let reader = link.clone();
         tokio::spawn(async move {
             let token = lifeline.token();
@@ -92,7 +101,12 @@ impl SseLink {
         if let Some(auth) = authorization.or(self.0.auth.as_ref()) {
             headers.insert(AUTHORIZATION, auth.clone());
         }
-        let response = self.0.client.request(request).await.map_err(connect_error)?;
+        let response = self
+            .0
+            .client
+            .request(request)
+            .await
+            .map_err(connect_error)?;
         if !response.status().is_success() {
             return Err(status_error(response).await);
         }
@@ -113,12 +127,20 @@ async fn endpoint_event(
 ) -> Result<String, TransportError> {
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| TransportError::Connect(error.to_string()))?;
-        let Some(chunk) = frame.data_ref() else { continue };
-        if let Some(event) = parser.feed(chunk).into_iter().find(|event| event.event == "endpoint") {
+        let Some(chunk) = frame.data_ref() else {
+            continue;
+        };
+        if let Some(event) = parser
+            .feed(chunk)
+            .into_iter()
+            .find(|event| event.event == "endpoint")
+        {
             return Ok(event.data);
         }
     }
-    Err(TransportError::Closed("the SSE stream ended before an `endpoint` event".into()))
+    Err(TransportError::Closed(
+        "the SSE stream ended before an `endpoint` event".into(),
+    ))
 }
 
 /// Resolves the announced endpoint (usually a path with a session query) against the SSE URL.
@@ -130,7 +152,8 @@ fn resolve(base: &Uri, endpoint: &str) -> Result<Uri, TransportError> {
     }
     let mut parts = base.clone().into_parts();
     parts.path_and_query = announced.into_parts().path_and_query;
-    Uri::from_parts(parts).map_err(|_| TransportError::Invalid(format!("bad `endpoint` event: {endpoint:?}")))
+    Uri::from_parts(parts)
+        .map_err(|_| TransportError::Invalid(format!("bad `endpoint` event: {endpoint:?}")))
 }
 
 #[cfg(test)]
@@ -140,7 +163,10 @@ mod tests {
     #[test]
     fn resolves_relative_and_absolute_endpoints() {
         let base: Uri = "http://127.0.0.1:9/sse".parse().unwrap();
-        assert_eq!(resolve(&base, "/message?sessionId=a").unwrap(), "http://127.0.0.1:9/message?sessionId=a");
+        assert_eq!(
+            resolve(&base, "/message?sessionId=a").unwrap(),
+            "http://127.0.0.1:9/message?sessionId=a"
+        );
         assert_eq!(resolve(&base, "http://h:1/m").unwrap(), "http://h:1/m");
     }
 }

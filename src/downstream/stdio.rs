@@ -38,9 +38,9 @@ impl StdioLink {
         dispatcher: Arc<Dispatcher>,
         lifeline: Arc<Lifeline>,
     ) -> Result<Self, String> {
-        let mut child = command(config).spawn().map_err(|error| {
-            format!("cannot start `{}`: {error}", config.program)
-        })?;
+        let mut child = command(config)
+            .spawn()
+            .map_err(|error| format!("cannot start `{}`: {error}", config.program))?;
         let stdin = child.stdin.take().expect("BUG: stdin is piped");
         let stdout = child.stdout.take().expect("BUG: stdout is piped");
         if let Some(stderr) = child.stderr.take() {
@@ -51,7 +51,12 @@ impl StdioLink {
         let close_stdin = CancellationToken::new();
         tokio::spawn(write_loop(stdin, queue, close_stdin.clone()));
         let stdout_closed = CancellationToken::new();
-        tokio::spawn(read_loop(stdout, dispatcher.clone(), writer.clone(), stdout_closed.clone()));
+        tokio::spawn(read_loop(
+            stdout,
+            dispatcher.clone(),
+            writer.clone(),
+            stdout_closed.clone(),
+        ));
         let waiter = Waiter {
             server: server.clone(),
             dispatcher,
@@ -60,7 +65,11 @@ impl StdioLink {
             stdout_closed,
         };
         tokio::spawn(waiter.run(child, stop_requested));
-        Ok(Self { writer, stop: std::sync::Mutex::new(Some(stop)), lifeline })
+        Ok(Self {
+            writer,
+            stop: std::sync::Mutex::new(Some(stop)),
+            lifeline,
+        })
     }
 
     /// Queues one encoded line for the child's stdin.
@@ -75,7 +84,11 @@ impl StdioLink {
 
     /// Stops the child: close stdin, then SIGTERM, then SIGKILL, each after a grace period.
     pub async fn close(&self) {
-        let stop = self.stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let stop = self
+            .stop
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         if let Some(stop) = stop {
             let _ = stop.send(());
         }
@@ -178,7 +191,10 @@ impl Waiter {
             _ = stdout_closed.cancelled() => self.stop(&mut child).await,
         };
         let server = &self.server;
-        let error = RpcError::new(DOWNSTREAM_UNAVAILABLE, format!("server '{server}' {reason}"));
+        let error = RpcError::new(
+            DOWNSTREAM_UNAVAILABLE,
+            format!("server '{server}' {reason}"),
+        );
         self.dispatcher.fail_all(&error);
         self.lifeline.end(reason);
     }
@@ -187,7 +203,10 @@ impl Waiter {
     /// whole process group, each after a grace period.
     async fn stop(&self, child: &mut Child) -> String {
         self.close_stdin.cancel();
-        let group = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+        let group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw);
         for signal in [None, Some(Signal::SIGTERM), Some(Signal::SIGKILL)] {
             if let (Some(signal), Some(group)) = (signal, group) {
                 let _ = killpg(group, signal);

@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use ::http::HeaderValue;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -126,16 +126,30 @@ impl Downstream {
     }
 
     fn not_connected(&self) -> RpcError {
-        let last = self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let reason = last.map(|error| format!(" (last error: {error})")).unwrap_or_default();
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let reason = last
+            .map(|error| format!(" (last error: {error})"))
+            .unwrap_or_default();
         RpcError::new(
             DOWNSTREAM_UNAVAILABLE,
-            format!("server '{}' is not connected{reason}; the gateway keeps retrying", self.name),
+            format!(
+                "server '{}' is not connected{reason}; the gateway keeps retrying",
+                self.name
+            ),
         )
     }
 
     /// Runs until `shutdown`: connects, serves, reconnects with backoff.
-    pub async fn supervise(self: Arc<Self>, index: usize, events: Events, shutdown: CancellationToken) {
+    pub async fn supervise(
+        self: Arc<Self>,
+        index: usize,
+        events: Events,
+        shutdown: CancellationToken,
+    ) {
         let mut backoff = Backoff::default();
         loop {
             let started = Instant::now();
@@ -147,7 +161,9 @@ impl Downstream {
             match attempt {
                 Ok(connection) => {
                     *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    let served = self.serve(index, &events, connection, receiver, &shutdown).await;
+                    let served = self
+                        .serve(index, &events, connection, receiver, &shutdown)
+                        .await;
                     let Some(reason) = served else { return };
                     tracing::warn!(server = %self.name, %reason, "downstream disconnected; reconnecting");
                     if started.elapsed() > STABLE_AFTER {
@@ -235,35 +251,64 @@ impl Downstream {
         let lifeline = Lifeline::new();
         let link = self.open_link(&dispatcher, &lifeline).await?;
         let timeout = self.config.call_timeout;
-        let established =
-            Connection::establish(self.name.clone(), link, dispatcher, lifeline.clone(), timeout).await;
+        let established = Connection::establish(
+            self.name.clone(),
+            link,
+            dispatcher,
+            lifeline.clone(),
+            timeout,
+        )
+        .await;
         if established.is_err() {
             lifeline.end("initialize failed");
         }
         established.map_err(|error| error.message)
     }
 
-    async fn open_link(&self, dispatcher: &Arc<Dispatcher>, lifeline: &Arc<Lifeline>) -> Result<Link, String> {
+    async fn open_link(
+        &self,
+        dispatcher: &Arc<Dispatcher>,
+        lifeline: &Arc<Lifeline>,
+    ) -> Result<Link, String> {
         match &self.config.transport {
             Transport::Stdio(stdio) => {
-                StdioLink::spawn(&self.name, stdio, dispatcher.clone(), lifeline.clone()).map(Link::Stdio)
+                StdioLink::spawn(&self.name, stdio, dispatcher.clone(), lifeline.clone())
+                    .map(Link::Stdio)
             }
             Transport::Http(http) => {
-                let client = self.client.clone().expect("BUG: HTTP downstream without a client");
+                let client = self
+                    .client
+                    .clone()
+                    .expect("BUG: HTTP downstream without a client");
                 let auth = match &http.auth {
                     Some(Auth::Token(token)) => Some(bearer(token)?),
                     _ => None,
                 };
                 let streamable = || {
-                    Link::Http(HttpLink::new(client.clone(), http.url.clone(), auth.clone(), dispatcher.clone(), lifeline.clone()))
+                    Link::Http(HttpLink::new(
+                        client.clone(),
+                        http.url.clone(),
+                        auth.clone(),
+                        dispatcher.clone(),
+                        lifeline.clone(),
+                    ))
                 };
                 match http.protocol {
                     Some(HttpProtocol::StreamableHttp) => Ok(streamable()),
-                    Some(HttpProtocol::Sse) => SseLink::connect(client.clone(), &http.url, auth, dispatcher.clone(), lifeline.clone())
-                        .await
-                        .map(Link::Sse)
-                        .map_err(|error| error.to_string()),
-                    None => self.detect(streamable(), &client, &http.url, auth, dispatcher, lifeline).await,
+                    Some(HttpProtocol::Sse) => SseLink::connect(
+                        client.clone(),
+                        &http.url,
+                        auth,
+                        dispatcher.clone(),
+                        lifeline.clone(),
+                    )
+                    .await
+                    .map(Link::Sse)
+                    .map_err(|error| error.to_string()),
+                    None => {
+                        self.detect(streamable(), &client, &http.url, auth, dispatcher, lifeline)
+                            .await
+                    }
                 }
             }
         }
@@ -279,17 +324,27 @@ impl Downstream {
         dispatcher: &Arc<Dispatcher>,
         lifeline: &Arc<Lifeline>,
     ) -> Result<Link, String> {
-        let Link::Http(probe) = &streamable else { unreachable!("BUG: streamable() builds Http") };
+        let Link::Http(probe) = &streamable else {
+            unreachable!("BUG: streamable() builds Http")
+        };
         let ping = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         match probe.post(&ping, None, None).await {
             // A server that speaks Streamable HTTP accepts or rejects the notification as MCP
             // (2xx, or 400 for "not initialized"); an SSE-only server has no POST on this URL.
-            Err(TransportError::Status { status: 404 | 405, .. }) => {
-                SseLink::connect(client.clone(), url, auth, dispatcher.clone(), lifeline.clone())
-                    .await
-                    .map(Link::Sse)
-                    .map_err(|error| format!("neither Streamable HTTP (POST: 404/405) nor SSE works: {error}"))
-            }
+            Err(TransportError::Status {
+                status: 404 | 405, ..
+            }) => SseLink::connect(
+                client.clone(),
+                url,
+                auth,
+                dispatcher.clone(),
+                lifeline.clone(),
+            )
+            .await
+            .map(Link::Sse)
+            .map_err(|error| {
+                format!("neither Streamable HTTP (POST: 404/405) nor SSE works: {error}")
+            }),
             Err(TransportError::Connect(error)) => Err(error),
             _ => Ok(streamable),
         }
@@ -301,16 +356,26 @@ impl Downstream {
         let offered = |name: &str| capabilities.get(name).is_some();
         let timeout = self.config.call_timeout;
         let result = match change {
-            Change::Tools if offered("tools") => list_all(connection, "tools/list", "tools", timeout)
-                .await
-                .map(|tools| lists.tools = tools),
-            Change::Prompts if offered("prompts") => list_all(connection, "prompts/list", "prompts", timeout)
-                .await
-                .map(|prompts| lists.prompts = prompts),
+            Change::Tools if offered("tools") => {
+                list_all(connection, "tools/list", "tools", timeout)
+                    .await
+                    .map(|tools| lists.tools = tools)
+            }
+            Change::Prompts if offered("prompts") => {
+                list_all(connection, "prompts/list", "prompts", timeout)
+                    .await
+                    .map(|prompts| lists.prompts = prompts)
+            }
             Change::Resources if offered("resources") => {
                 let resources = list_all(connection, "resources/list", "resources", timeout).await;
                 // Templates are optional even for servers with resources.
-                let templates = list_all(connection, "resources/templates/list", "resourceTemplates", timeout).await;
+                let templates = list_all(
+                    connection,
+                    "resources/templates/list",
+                    "resourceTemplates",
+                    timeout,
+                )
+                .await;
                 lists.templates = templates.unwrap_or_default();
                 resources.map(|resources| lists.resources = resources)
             }
@@ -362,7 +427,9 @@ async fn list_all(
             items.extend(page_items);
         }
         match page.get("nextCursor").and_then(Value::as_str) {
-            Some(next) if !next.is_empty() && seen.insert(next.to_owned()) => cursor = Some(next.to_owned()),
+            Some(next) if !next.is_empty() && seen.insert(next.to_owned()) => {
+                cursor = Some(next.to_owned())
+            }
             _ => break,
         }
     }
@@ -379,7 +446,10 @@ fn bearer(token: &secrecy::SecretString) -> Result<HeaderValue, String> {
 
 /// Names the origin server in relayed log messages (`logger` becomes `server` or `server/logger`).
 fn tag_logger(notification: &mut Value, server: &str) {
-    if let Some(params) = notification.get_mut("params").and_then(Value::as_object_mut) {
+    if let Some(params) = notification
+        .get_mut("params")
+        .and_then(Value::as_object_mut)
+    {
         let logger = match params.get("logger").and_then(Value::as_str) {
             Some(logger) => format!("{server}/{logger}"),
             None => server.to_owned(),
@@ -395,7 +465,9 @@ struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { next: Duration::from_millis(250) }
+        Self {
+            next: Duration::from_millis(250),
+        }
     }
 }
 
@@ -417,12 +489,15 @@ mod tests {
         let mut backoff = Backoff::default();
         let delays: Vec<_> = (0..12).map(|_| backoff.next_delay()).collect();
         assert!(delays[0] >= Duration::from_millis(250) && delays[0] <= Duration::from_millis(313));
-        assert!(delays[11] >= Duration::from_secs(30) && delays[11] <= Duration::from_millis(37_500));
+        assert!(
+            delays[11] >= Duration::from_secs(30) && delays[11] <= Duration::from_millis(37_500)
+        );
     }
 
     #[test]
     fn log_messages_name_their_server() {
-        let mut message = json!({"method": "notifications/message", "params": {"level": "info", "logger": "db"}});
+        let mut message =
+            json!({"method": "notifications/message", "params": {"level": "info", "logger": "db"}});
         tag_logger(&mut message, "local");
         assert_eq!(message["params"]["logger"], "local/db");
     }

@@ -49,7 +49,11 @@ pub fn definitions() -> Vec<Value> {
 /// Runs `search` and returns a `tools/call` result (text and structured content).
 pub fn search(catalog: &Catalog, arguments: &Value) -> Result<Value, String> {
     let keywords: Vec<String> = match arguments.get("keywords") {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         Some(Value::String(text)) => text.split_whitespace().map(str::to_owned).collect(),
         _ => return Err("`search` needs `keywords`: an array of strings".into()),
     };

@@ -94,25 +94,50 @@ impl Catalog {
             .map(|(_, server)| *server)
     }
 
-    fn add_named(&mut self, kind: Kind, server: usize, server_name: &str, item: &Value, prefix: bool) {
-        let Some(name) = item.get("name").and_then(Value::as_str) else { return };
-        let exposed = if prefix { format!("{server_name}{SEPARATOR}{name}") } else { name.to_owned() };
+    fn add_named(
+        &mut self,
+        kind: Kind,
+        server: usize,
+        server_name: &str,
+        item: &Value,
+        prefix: bool,
+    ) {
+        let Some(name) = item.get("name").and_then(Value::as_str) else {
+            return;
+        };
+        let exposed = if prefix {
+            format!("{server_name}{SEPARATOR}{name}")
+        } else {
+            name.to_owned()
+        };
         let (items, routes) = match kind {
             Kind::Tool => (&mut self.tools, &mut self.tool_routes),
             Kind::Prompt => (&mut self.prompts, &mut self.prompt_routes),
         };
         if routes.contains_key(&exposed) {
-            tracing::warn!(server = server_name, name, "duplicate {kind:?} name; keeping the first");
+            tracing::warn!(
+                server = server_name,
+                name,
+                "duplicate {kind:?} name; keeping the first"
+            );
             return;
         }
         let mut item = item.clone();
         item["name"] = Value::String(exposed.clone());
         items.push(item);
-        routes.insert(exposed, Route { server, name: name.to_owned() });
+        routes.insert(
+            exposed,
+            Route {
+                server,
+                name: name.to_owned(),
+            },
+        );
     }
 
     fn add_resource(&mut self, server: usize, downstreams: &[Arc<Downstream>], resource: &Value) {
-        let Some(uri) = resource.get("uri").and_then(Value::as_str) else { return };
+        let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
+            return;
+        };
         if let Some(&first) = self.resource_routes.get(uri) {
             tracing::warn!(
                 uri,
@@ -127,7 +152,9 @@ impl Catalog {
     }
 
     fn add_template(&mut self, server: usize, template: &Value) {
-        let Some(source) = template.get("uriTemplate").and_then(Value::as_str) else { return };
+        let Some(source) = template.get("uriTemplate").and_then(Value::as_str) else {
+            return;
+        };
         if self.template(source).is_some() {
             return;
         }
@@ -161,16 +188,26 @@ impl Template {
                     in_expression = false;
                     literals.push(String::new());
                 }
-                (_, false) => literals.last_mut().expect("BUG: never empty").push(character),
+                (_, false) => literals
+                    .last_mut()
+                    .expect("BUG: never empty")
+                    .push(character),
                 (_, true) => {}
             }
         }
-        Self { source: source.to_owned(), literals }
+        Self {
+            source: source.to_owned(),
+            literals,
+        }
     }
 
     fn matches(&self, uri: &str) -> bool {
-        let Some((first, rest)) = self.literals.split_first() else { return false };
-        let Some(mut remaining) = uri.strip_prefix(first.as_str()) else { return false };
+        let Some((first, rest)) = self.literals.split_first() else {
+            return false;
+        };
+        let Some(mut remaining) = uri.strip_prefix(first.as_str()) else {
+            return false;
+        };
         for (position, literal) in rest.iter().enumerate() {
             let last = position + 1 == rest.len();
             if last {
@@ -178,7 +215,10 @@ impl Template {
                 return remaining.len() > literal.len() && remaining.ends_with(literal.as_str());
             }
             // Each expression takes at least one character.
-            match remaining.get(1..).and_then(|tail| tail.find(literal.as_str())) {
+            match remaining
+                .get(1..)
+                .and_then(|tail| tail.find(literal.as_str()))
+            {
                 Some(found) => remaining = &remaining[1 + found + literal.len()..],
                 None => return false,
             }

@@ -72,9 +72,18 @@ impl Gateway {
         let downstreams = config
             .servers
             .iter()
-            .map(|server| Ok(Arc::new(Downstream::new(server.clone(), http_client(server)?))))
+            .map(|server| {
+                Ok(Arc::new(Downstream::new(
+                    server.clone(),
+                    http_client(server)?,
+                )))
+            })
             .collect::<Result<Vec<_>, StartError>>()?;
-        let limiters = config.servers.iter().map(|server| server.rate_limit.as_ref().map(rate_limit::Limiter::new)).collect();
+        let limiters = config
+            .servers
+            .iter()
+            .map(|server| server.rate_limit.as_ref().map(rate_limit::Limiter::new))
+            .collect();
         let prefix = config.prefix == PrefixMode::Always || config.servers.len() > 1;
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
         let gateway = Arc::new(Self {
@@ -93,17 +102,30 @@ impl Gateway {
 
     fn spawn_tasks(self: &Arc<Self>) {
         let (changes, receiver) = mpsc::unbounded_channel();
-        let events = Events { changes, broadcast: self.broadcast.clone() };
+        let events = Events {
+            changes,
+            broadcast: self.broadcast.clone(),
+        };
         let mut tasks = JoinSet::new();
         for (index, downstream) in self.downstreams.iter().enumerate() {
-            tasks.spawn(downstream.clone().supervise(index, events.clone(), self.shutdown.clone()));
+            tasks.spawn(
+                downstream
+                    .clone()
+                    .supervise(index, events.clone(), self.shutdown.clone()),
+            );
         }
         tasks.spawn(self.clone().maintain_catalog(receiver));
-        *self.tasks.try_lock().expect("BUG: tasks are spawned once, before anyone waits") = tasks;
+        *self
+            .tasks
+            .try_lock()
+            .expect("BUG: tasks are spawned once, before anyone waits") = tasks;
     }
 
     /// Rebuilds the catalog on every change and tells clients what changed.
-    async fn maintain_catalog(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<(usize, Change)>) {
+    async fn maintain_catalog(
+        self: Arc<Self>,
+        mut changes: mpsc::UnboundedReceiver<(usize, Change)>,
+    ) {
         loop {
             let first = tokio::select! {
                 change = changes.recv() => change,
@@ -117,14 +139,17 @@ impl Gateway {
                     kinds.push(change);
                 }
             }
-            self.catalog.store(Arc::new(Catalog::build(&self.downstreams, self.prefix)));
+            self.catalog
+                .store(Arc::new(Catalog::build(&self.downstreams, self.prefix)));
             for kind in kinds {
                 let method = match kind {
                     Change::Tools => "notifications/tools/list_changed",
                     Change::Prompts => "notifications/prompts/list_changed",
                     Change::Resources => "notifications/resources/list_changed",
                 };
-                let _ = self.broadcast.send(crate::mcp::jsonrpc::notification(method, None));
+                let _ = self
+                    .broadcast
+                    .send(crate::mcp::jsonrpc::notification(method, None));
             }
         }
     }
@@ -143,13 +168,19 @@ impl Gateway {
 
     /// (connected, configured) downstreams.
     pub fn status(&self) -> (usize, usize) {
-        let connected = self.downstreams.iter().filter(|downstream| downstream.is_connected()).count();
+        let connected = self
+            .downstreams
+            .iter()
+            .filter(|downstream| downstream.is_connected())
+            .count();
         (connected, self.downstreams.len())
     }
 
     /// Per-server connection state, in config order.
     pub fn servers(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.downstreams.iter().map(|downstream| (downstream.name(), downstream.is_connected()))
+        self.downstreams
+            .iter()
+            .map(|downstream| (downstream.name(), downstream.is_connected()))
     }
 
     /// The current catalog.
@@ -158,11 +189,17 @@ impl Gateway {
     }
 }
 
-fn http_client(server: &config::Downstream) -> Result<Option<crate::downstream::http::HttpClient>, StartError> {
-    let Transport::Http(http) = &server.transport else { return Ok(None) };
+fn http_client(
+    server: &config::Downstream,
+) -> Result<Option<crate::downstream::http::HttpClient>, StartError> {
+    let Transport::Http(http) = &server.transport else {
+        return Ok(None);
+    };
     let tls = if http.url.scheme_str() == Some("https") {
-        let context = ClientContext::new(&http.tls)
-            .map_err(|source| StartError::Tls { server: server.name.clone(), source })?;
+        let context = ClientContext::new(&http.tls).map_err(|source| StartError::Tls {
+            server: server.name.clone(),
+            source,
+        })?;
         Some(Arc::new(context))
     } else {
         None

@@ -17,12 +17,19 @@ pub struct Bucket {
 
 impl Bucket {
     fn new(limit: u32, interval: Duration) -> Self {
-        Self { limit: f64::from(limit), interval, state: Mutex::new((f64::from(limit), Instant::now())) }
+        Self {
+            limit: f64::from(limit),
+            interval,
+            state: Mutex::new((f64::from(limit), Instant::now())),
+        }
     }
 
     /// Takes one token, or says how long until one is available.
     pub fn try_take(&self) -> Result<(), Duration> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         let per_second = self.limit / self.interval.as_secs_f64();
         let (tokens, last) = *state;
@@ -38,7 +45,11 @@ impl Bucket {
 
     /// "100 per 1h" for messages.
     pub fn describe(&self) -> String {
-        format!("{} per {}", self.limit, humantime::format_duration(self.interval))
+        format!(
+            "{} per {}",
+            self.limit,
+            humantime::format_duration(self.interval)
+        )
     }
 }
 
@@ -57,13 +68,18 @@ impl Limiter {
             .iter()
             .map(|(name, limit)| (name.clone(), Bucket::new(limit.limit, limit.interval)))
             .collect();
-        Self { server: Bucket::new(config.limit, config.interval), tools }
+        Self {
+            server: Bucket::new(config.limit, config.interval),
+            tools,
+        }
     }
 
     /// Admits one call of `tool` (the downstream's name), or returns the bucket that refused
     /// and the wait. A tool with its own limit is not counted against the server's.
     pub fn admit(&self, tool: Option<&str>) -> Result<(), (&Bucket, Duration)> {
-        let bucket = tool.and_then(|tool| self.tools.get(tool)).unwrap_or(&self.server);
+        let bucket = tool
+            .and_then(|tool| self.tools.get(tool))
+            .unwrap_or(&self.server);
         bucket.try_take().map_err(|wait| (bucket, wait))
     }
 }
@@ -74,18 +90,35 @@ mod tests {
 
     #[test]
     fn refuses_past_the_limit_with_a_wait() {
-        let limiter = Limiter::new(&RateLimit { limit: 2, interval: Duration::from_secs(3600), tools: vec![] });
+        let limiter = Limiter::new(&RateLimit {
+            limit: 2,
+            interval: Duration::from_secs(3600),
+            tools: vec![],
+        });
         assert!(limiter.admit(Some("echo")).is_ok());
         assert!(limiter.admit(None).is_ok());
-        let Err((bucket, wait)) = limiter.admit(Some("echo")) else { panic!("third call admitted") };
+        let Err((bucket, wait)) = limiter.admit(Some("echo")) else {
+            panic!("third call admitted")
+        };
         assert!(wait > Duration::from_secs(1700) && wait <= Duration::from_secs(1800));
         assert_eq!(bucket.describe(), "2 per 1h");
     }
 
     #[test]
     fn tool_limits_are_separate() {
-        let tools = vec![("slow".to_owned(), RateLimit { limit: 1, interval: Duration::from_secs(60), tools: vec![] })];
-        let limiter = Limiter::new(&RateLimit { limit: 5, interval: Duration::from_secs(60), tools });
+        let tools = vec![(
+            "slow".to_owned(),
+            RateLimit {
+                limit: 1,
+                interval: Duration::from_secs(60),
+                tools: vec![],
+            },
+        )];
+        let limiter = Limiter::new(&RateLimit {
+            limit: 5,
+            interval: Duration::from_secs(60),
+            tools,
+        });
         assert!(limiter.admit(Some("slow")).is_ok());
         assert!(limiter.admit(Some("slow")).is_err());
         assert!(limiter.admit(Some("fast")).is_ok());

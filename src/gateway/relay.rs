@@ -22,7 +22,13 @@ pub struct Relay {
 
 impl Relay {
     /// Wraps a started call.
-    pub fn new(call: Call, client_id: Value, client_token: Option<Value>, method: &str, timeout: Duration) -> Self {
+    pub fn new(
+        call: Call,
+        client_id: Value,
+        client_token: Option<Value>,
+        method: &str,
+        timeout: Duration,
+    ) -> Self {
         Self {
             call,
             client_id,
@@ -41,7 +47,9 @@ impl Relay {
         }
         let event = tokio::time::timeout_at(self.deadline, self.call.next()).await;
         match event {
-            Ok(Some(CallEvent::Notification(notification))) => Some(self.restore_token(notification)),
+            Ok(Some(CallEvent::Notification(notification))) => {
+                Some(self.restore_token(notification))
+            }
             Ok(Some(CallEvent::Response(mut response))) => {
                 self.finished = true;
                 response["id"] = self.client_id.clone();
@@ -49,7 +57,11 @@ impl Relay {
             }
             Ok(None) => {
                 self.finished = true;
-                Some(jsonrpc::error(self.client_id.clone(), DOWNSTREAM_UNAVAILABLE, "the downstream connection was lost"))
+                Some(jsonrpc::error(
+                    self.client_id.clone(),
+                    DOWNSTREAM_UNAVAILABLE,
+                    "the downstream connection was lost",
+                ))
             }
             Err(_) => {
                 self.finished = true;
@@ -68,9 +80,10 @@ impl Relay {
         if jsonrpc::method(&notification) == Some("notifications/progress") {
             // Progress shows the call is alive: the timeout starts again.
             self.deadline = Instant::now() + self.timeout;
-            if let (Some(token), Some(slot)) =
-                (&self.client_token, notification.pointer_mut("/params/progressToken"))
-            {
+            if let (Some(token), Some(slot)) = (
+                &self.client_token,
+                notification.pointer_mut("/params/progressToken"),
+            ) {
                 *slot = token.clone();
             }
         }

@@ -38,20 +38,30 @@ impl Index {
         let documents: Vec<Document> = tools.iter().map(document).collect();
         let mut document_frequency = HashMap::new();
         for document in &documents {
-            let mut seen: Vec<&String> =
-                document.name.iter().chain(&document.parameters).chain(&document.description).collect();
+            let mut seen: Vec<&String> = document
+                .name
+                .iter()
+                .chain(&document.parameters)
+                .chain(&document.description)
+                .collect();
             seen.sort();
             seen.dedup();
             for token in seen {
                 *document_frequency.entry(token.clone()).or_insert(0) += 1;
             }
         }
-        Self { documents, document_frequency }
+        Self {
+            documents,
+            document_frequency,
+        }
     }
 
     /// The best matches for `keywords`: (tool position, score), best first, at most [`LIMIT`].
     pub fn search(&self, keywords: &[String]) -> Vec<(usize, f64)> {
-        let query: Vec<String> = keywords.iter().flat_map(|keyword| tokenize(keyword)).collect();
+        let query: Vec<String> = keywords
+            .iter()
+            .flat_map(|keyword| tokenize(keyword))
+            .collect();
         let mut scored: Vec<(usize, f64)> = self
             .documents
             .iter()
@@ -113,7 +123,11 @@ fn document(tool: &Value) -> Document {
         .and_then(Value::as_object)
         .map(|properties| properties.keys().flat_map(|key| tokenize(key)).collect())
         .unwrap_or_default();
-    Document { name: tokenize(text("/name")), parameters, description: tokenize(text("/description")) }
+    Document {
+        name: tokenize(text("/name")),
+        parameters,
+        description: tokenize(text("/description")),
+    }
 }
 
 /// Lowercase words, split at non-alphanumerics and at camelCase boundaries.
@@ -159,7 +173,10 @@ mod tests {
 
     #[test]
     fn tokenizes_snake_kebab_and_camel_case() {
-        assert_eq!(tokenize("files__readFile get-sum HTTPServer"), ["files", "read", "file", "get", "sum", "httpserver"]);
+        assert_eq!(
+            tokenize("files__readFile get-sum HTTPServer"),
+            ["files", "read", "file", "get", "sum", "httpserver"]
+        );
     }
 
     #[test]
@@ -180,7 +197,9 @@ mod tests {
 
     #[test]
     fn at_most_ten_results() {
-        let many: Vec<Value> = (0..25).map(|i| json!({"name": format!("s__tool{i}"), "description": "common"})).collect();
+        let many: Vec<Value> = (0..25)
+            .map(|i| json!({"name": format!("s__tool{i}"), "description": "common"}))
+            .collect();
         assert_eq!(Index::build(&many).search(&["common".into()]).len(), LIMIT);
     }
 }

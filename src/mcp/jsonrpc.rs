@@ -108,7 +108,11 @@ pub struct RpcError {
 impl RpcError {
     /// An error without data.
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: None }
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
     }
 
     /// The error response for request `id`.
@@ -123,8 +127,15 @@ impl RpcError {
     pub fn from_response(response: &Value) -> Option<Self> {
         let error = response.get("error")?;
         Some(Self {
-            code: error.get("code").and_then(Value::as_i64).unwrap_or(INTERNAL_ERROR),
-            message: error.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+            code: error
+                .get("code")
+                .and_then(Value::as_i64)
+                .unwrap_or(INTERNAL_ERROR),
+            message: error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
             data: error.get("data").cloned(),
         })
     }
@@ -136,10 +147,22 @@ mod tests {
 
     #[test]
     fn classifies_messages() {
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})), Some(Kind::Request));
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","method":"x"})), Some(Kind::Notification));
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","id":"a","result":{}})), Some(Kind::Response));
-        assert_eq!(kind(&json!({"jsonrpc":"2.0","id":1,"error":{}})), Some(Kind::Response));
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})),
+            Some(Kind::Request)
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","method":"x"})),
+            Some(Kind::Notification)
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":"a","result":{}})),
+            Some(Kind::Response)
+        );
+        assert_eq!(
+            kind(&json!({"jsonrpc":"2.0","id":1,"error":{}})),
+            Some(Kind::Response)
+        );
         assert_eq!(kind(&json!({"jsonrpc":"2.0","id":null,"method":"x"})), None);
         assert_eq!(kind(&json!({"jsonrpc":"1.0","id":1,"method":"x"})), None);
         assert_eq!(kind(&json!([1])), None);
@@ -147,7 +170,14 @@ mod tests {
 
     #[test]
     fn error_round_trip() {
-        let error = RpcError { code: -1, message: "m".into(), data: Some(json!({"k": 1})) };
-        assert_eq!(RpcError::from_response(&error.to_response(json!(7))), Some(error));
+        let error = RpcError {
+            code: -1,
+            message: "m".into(),
+            data: Some(json!({"k": 1})),
+        };
+        assert_eq!(
+            RpcError::from_response(&error.to_response(json!(7))),
+            Some(error)
+        );
     }
 }

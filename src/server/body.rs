@@ -22,8 +22,13 @@ impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx).map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
     }
 }
 
@@ -32,7 +37,9 @@ pub fn json(status: StatusCode, message: &Value) -> Response<Body> {
     let bytes = Bytes::from(serde_json::to_vec(message).expect("BUG: JSON always serializes"));
     let mut response = Response::new(Either::Left(Full::new(bytes)));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -45,7 +52,10 @@ pub fn empty(status: StatusCode) -> Response<Body> {
 
 /// An HTTP error carrying a JSON-RPC error object (id null: the request was not processed).
 pub fn rpc_error(status: StatusCode, code: i64, message: impl Into<String>) -> Response<Body> {
-    json(status, &crate::mcp::jsonrpc::error(Value::Null, code, message))
+    json(
+        status,
+        &crate::mcp::jsonrpc::error(Value::Null, code, message),
+    )
 }
 
 /// An SSE response and the sender that feeds it.

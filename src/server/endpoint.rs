@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 
 use super::App;
 use super::body::{self, Body};
@@ -37,20 +37,34 @@ pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> 
     let (parts, incoming) = request.into_parts();
     let bytes = match Limited::new(incoming, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return body::rpc_error(StatusCode::PAYLOAD_TOO_LARGE, INVALID_REQUEST, "request body too large or unreadable"),
+        Err(_) => {
+            return body::rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                "request body too large or unreadable",
+            );
+        }
     };
     let message: Value = match serde_json::from_slice(&bytes) {
         Ok(message) => message,
-        Err(error) => return body::rpc_error(StatusCode::BAD_REQUEST, PARSE_ERROR, format!("Parse error: {error}")),
+        Err(error) => {
+            return body::rpc_error(
+                StatusCode::BAD_REQUEST,
+                PARSE_ERROR,
+                format!("Parse error: {error}"),
+            );
+        }
     };
     if is_initialize(&message) {
         return initialize(app, &message);
     }
     let session = match session_of(app, &parts.headers) {
         Ok(session) => session,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
-    let context = RequestContext { authorization: parts.headers.get(AUTHORIZATION).cloned() };
+    let context = RequestContext {
+        authorization: parts.headers.get(AUTHORIZATION).cloned(),
+    };
     let streaming = accepts_event_stream(&parts.headers);
     match message {
         Value::Array(batch) => post_batch(app, &session, batch, &context).await,
@@ -73,7 +87,11 @@ async fn post_one(
         }
         // Answers to server-to-client requests: the gateway sends none to clients yet.
         Some(Kind::Response) => body::empty(StatusCode::ACCEPTED),
-        None => body::rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "not a JSON-RPC 2.0 message"),
+        None => body::rpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "not a JSON-RPC 2.0 message",
+        ),
     }
 }
 
@@ -82,46 +100,62 @@ fn is_initialize(message: &Value) -> bool {
 }
 
 fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
-    let requested = message.pointer("/params/protocolVersion").and_then(Value::as_str);
+    let requested = message
+        .pointer("/params/protocolVersion")
+        .and_then(Value::as_str);
     let agreed = version::negotiate(requested);
     let session = app.sessions.create(agreed);
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let mut response = body::json(StatusCode::OK, &jsonrpc::result(id, app.gateway.initialize_result(agreed)));
+    let mut response = body::json(
+        StatusCode::OK,
+        &jsonrpc::result(id, app.gateway.initialize_result(agreed)),
+    );
     let header = HeaderValue::from_str(&session.id).expect("BUG: session ids are hex");
     response.headers_mut().insert(SESSION_HEADER, header);
     response
 }
 
 /// The session a request belongs to, or the HTTP error to answer with.
-fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Response<Body>> {
-    let Some(id) = headers.get(SESSION_HEADER).and_then(|value| value.to_str().ok()) else {
-        return Err(body::rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required (send initialize first)"));
+fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Box<Response<Body>>> {
+    let Some(id) = headers
+        .get(SESSION_HEADER)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return Err(Box::new(body::rpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required (send initialize first)",
+        )));
     };
     let Some(session) = app.sessions.get(id) else {
-        return Err(body::rpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Session not found: initialize a new session"));
+        return Err(Box::new(body::rpc_error(
+            StatusCode::NOT_FOUND,
+            INVALID_REQUEST,
+            "Session not found: initialize a new session",
+        )));
     };
     if let Some(version) = headers.get(VERSION_HEADER) {
         let version = version.to_str().unwrap_or("");
         if !version::is_supported(version) {
             let supported = version::HANDSHAKE_REVISIONS.join(", ");
-            return Err(body::rpc_error(
+            return Err(Box::new(body::rpc_error(
                 StatusCode::BAD_REQUEST,
                 INVALID_REQUEST,
-                format!("Bad Request: unsupported MCP-Protocol-Version `{version}` (supported: {supported})"),
-            ));
+                format!(
+                    "Bad Request: unsupported MCP-Protocol-Version `{version}` (supported: {supported})"
+                ),
+            )));
         }
     }
     Ok(session)
 }
 
+/// Client notifications: only cancellation needs action (`initialized` and others are noted).
 fn notification(session: &Session, message: &Value) {
-    match jsonrpc::method(message) {
-        Some("notifications/cancelled") => {
-            if let Some(id) = message.pointer("/params/requestId") {
-                session.cancel(id);
-            }
-        }
-        Some("notifications/initialized") | Some(_) | None => {}
+    if jsonrpc::method(message) == Some("notifications/cancelled")
+        && let Some(id) = message.pointer("/params/requestId")
+    {
+        session.cancel(id);
     }
 }
 
@@ -169,7 +203,10 @@ async fn request(
 /// them) and only the response is returned.
 async fn next_for(relay: &mut Relay, streaming: bool) -> Value {
     loop {
-        let message = relay.next().await.expect("BUG: a relay ends with its response");
+        let message = relay
+            .next()
+            .await
+            .expect("BUG: a relay ends with its response");
         if streaming || relay.is_finished() {
             return message;
         }
@@ -186,7 +223,9 @@ async fn stream_relay(
 ) {
     let mut next = Some(first);
     while let Some(message) = next {
-        let event = sse::encode_message(&serde_json::to_vec(&message).expect("BUG: JSON always serializes"));
+        let event = sse::encode_message(
+            &serde_json::to_vec(&message).expect("BUG: JSON always serializes"),
+        );
         if sender.send(event).await.is_err() {
             break; // the client went away: dropping the relay cancels the downstream call
         }
@@ -200,10 +239,18 @@ async fn stream_relay(
 
 fn cancelled_response(session: &Session, id: Value) -> Response<Body> {
     session.untrack(&id);
-    body::json(StatusCode::OK, &jsonrpc::error(id, REQUEST_CANCELLED, "Request cancelled"))
+    body::json(
+        StatusCode::OK,
+        &jsonrpc::error(id, REQUEST_CANCELLED, "Request cancelled"),
+    )
 }
 
-async fn post_batch(app: &Arc<App>, session: &Arc<Session>, batch: Vec<Value>, context: &RequestContext) -> Response<Body> {
+async fn post_batch(
+    app: &Arc<App>,
+    session: &Arc<Session>,
+    batch: Vec<Value>,
+    context: &RequestContext,
+) -> Response<Body> {
     let mut responses = Vec::new();
     for message in batch {
         match jsonrpc::kind(&message) {
@@ -228,10 +275,14 @@ async fn post_batch(app: &Arc<App>, session: &Arc<Session>, batch: Vec<Value>, c
 pub fn get(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
     let session = match session_of(app, request.headers()) {
         Ok(session) => session,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if !accepts_event_stream(request.headers()) {
-        return body::rpc_error(StatusCode::NOT_ACCEPTABLE, INVALID_REQUEST, "Not Acceptable: the GET stream is text/event-stream");
+        return body::rpc_error(
+            StatusCode::NOT_ACCEPTABLE,
+            INVALID_REQUEST,
+            "Not Acceptable: the GET stream is text/event-stream",
+        );
     }
     let (sender, response) = body::event_stream(STREAM_BUFFER);
     let notifications = app.gateway.subscribe();
@@ -272,8 +323,16 @@ async fn notification_stream(
 
 /// DELETE: ends the session.
 pub fn delete(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
-    let Some(id) = request.headers().get(SESSION_HEADER).and_then(|value| value.to_str().ok()) else {
-        return body::rpc_error(StatusCode::BAD_REQUEST, INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required");
+    let Some(id) = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return body::rpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
     };
     if app.sessions.remove(id) {
         body::empty(StatusCode::OK)
@@ -284,10 +343,13 @@ pub fn delete(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
 
 /// Whether the client takes SSE answers (a missing Accept is read as "anything").
 fn accepts_event_stream(headers: &HeaderMap) -> bool {
-    let Some(accept) = headers.get(ACCEPT).and_then(|value| value.to_str().ok()) else { return true };
-    accept.split(',').map(|part| part.split(';').next().unwrap_or("").trim()).any(|kind| {
-        kind == "text/event-stream" || kind == "*/*" || kind == "text/*"
-    })
+    let Some(accept) = headers.get(ACCEPT).and_then(|value| value.to_str().ok()) else {
+        return true;
+    };
+    accept
+        .split(',')
+        .map(|part| part.split(';').next().unwrap_or("").trim())
+        .any(|kind| kind == "text/event-stream" || kind == "*/*" || kind == "text/*")
 }
 
 /// The body of `GET /health`.
@@ -296,7 +358,12 @@ pub fn health(app: &App) -> Response<Body> {
     let servers: serde_json::Map<String, Value> = app
         .gateway
         .servers()
-        .map(|(name, up)| (name.to_owned(), Value::from(if up { "connected" } else { "connecting" })))
+        .map(|(name, up)| {
+            (
+                name.to_owned(),
+                Value::from(if up { "connected" } else { "connecting" }),
+            )
+        })
         .collect();
     body::json(
         StatusCode::OK,

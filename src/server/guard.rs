@@ -32,25 +32,39 @@ pub enum Refused {
 impl Guard {
     /// The guard for `[server]`.
     pub fn new(server: &config::Server) -> Self {
-        Self::for_address(server.listen_address, &server.allowed_hosts, &server.allowed_origins)
+        Self::for_address(
+            server.listen_address,
+            &server.allowed_hosts,
+            &server.allowed_origins,
+        )
     }
 
     /// The guard for a listener on `address` with explicit allow-lists (empty = defaults).
     pub fn for_address(address: SocketAddr, hosts: &[String], origins: &[String]) -> Self {
         Self {
             allowed_hosts: hosts.iter().map(|host| host.to_ascii_lowercase()).collect(),
-            allowed_origins: origins.iter().map(|origin| origin.trim_end_matches('/').to_ascii_lowercase()).collect(),
+            allowed_origins: origins
+                .iter()
+                .map(|origin| origin.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
             loopback: address.ip().is_loopback(),
         }
     }
 
     /// Checks a request's headers.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Refused> {
-        let host = headers.get(HOST).and_then(|value| value.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let host = headers
+            .get(HOST)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if !self.host_allowed(&host) {
             return Err(Refused::Host(host));
         }
-        match headers.get(ORIGIN).map(|value| value.to_str().unwrap_or("")) {
+        match headers
+            .get(ORIGIN)
+            .map(|value| value.to_str().unwrap_or(""))
+        {
             None => Ok(()),
             Some(origin) if self.origin_allowed(&origin.to_ascii_lowercase(), &host) => Ok(()),
             Some(origin) => Err(Refused::Origin(origin.to_owned())),
@@ -59,7 +73,10 @@ impl Guard {
 
     fn host_allowed(&self, host: &str) -> bool {
         if !self.allowed_hosts.is_empty() {
-            return self.allowed_hosts.iter().any(|allowed| allowed == host || allowed == hostname(host));
+            return self
+                .allowed_hosts
+                .iter()
+                .any(|allowed| allowed == host || allowed == hostname(host));
         }
         !self.loopback || LOOPBACK_NAMES.contains(&hostname(host))
     }
@@ -67,9 +84,14 @@ impl Guard {
     fn origin_allowed(&self, origin: &str, host: &str) -> bool {
         let origin = origin.trim_end_matches('/');
         if !self.allowed_origins.is_empty() {
-            return self.allowed_origins.iter().any(|allowed| allowed == "*" || allowed == origin);
+            return self
+                .allowed_origins
+                .iter()
+                .any(|allowed| allowed == "*" || allowed == origin);
         }
-        let Some((_, authority)) = origin.split_once("://") else { return false };
+        let Some((_, authority)) = origin.split_once("://") else {
+            return false;
+        };
         if self.loopback {
             LOOPBACK_NAMES.contains(&hostname(authority))
         } else {
@@ -105,9 +127,16 @@ mod tests {
     fn loopback_listener_accepts_only_loopback_names() {
         let guard = Guard::for_address("127.0.0.1:8000".parse().unwrap(), &[], &[]);
         assert!(guard.check(&headers("127.0.0.1:8000", None)).is_ok());
-        assert!(guard.check(&headers("localhost:8000", Some("http://localhost:3000"))).is_ok());
+        assert!(
+            guard
+                .check(&headers("localhost:8000", Some("http://localhost:3000")))
+                .is_ok()
+        );
         assert!(guard.check(&headers("[::1]:8000", None)).is_ok());
-        assert_eq!(guard.check(&headers("evil.example:8000", None)), Err(Refused::Host("evil.example:8000".into())));
+        assert_eq!(
+            guard.check(&headers("evil.example:8000", None)),
+            Err(Refused::Host("evil.example:8000".into()))
+        );
         assert_eq!(
             guard.check(&headers("localhost:8000", Some("http://evil.example"))),
             Err(Refused::Origin("http://evil.example".into()))
@@ -117,8 +146,16 @@ mod tests {
     #[test]
     fn public_listener_requires_same_host_origins() {
         let guard = Guard::for_address("0.0.0.0:8000".parse().unwrap(), &[], &[]);
-        assert!(guard.check(&headers("gw.corp:8000", Some("https://gw.corp"))).is_ok());
-        assert!(guard.check(&headers("gw.corp:8000", Some("https://evil.example"))).is_err());
+        assert!(
+            guard
+                .check(&headers("gw.corp:8000", Some("https://gw.corp")))
+                .is_ok()
+        );
+        assert!(
+            guard
+                .check(&headers("gw.corp:8000", Some("https://evil.example")))
+                .is_err()
+        );
     }
 
     #[test]
@@ -128,7 +165,11 @@ mod tests {
             &["gw.corp".into()],
             &["https://app.corp".into()],
         );
-        assert!(guard.check(&headers("gw.corp:8000", Some("https://app.corp/"))).is_ok());
+        assert!(
+            guard
+                .check(&headers("gw.corp:8000", Some("https://app.corp/")))
+                .is_ok()
+        );
         assert!(guard.check(&headers("localhost:8000", None)).is_err());
     }
 }

@@ -41,11 +41,18 @@ impl App {
             sessions: Sessions::default(),
             guard: Guard::new(&config.server),
             mcp_path: config.mcp.enabled.then(|| config.mcp.path.clone()),
-            health_path: config.server.health.enabled.then(|| config.server.health.path.clone()),
+            health_path: config
+                .server
+                .health
+                .enabled
+                .then(|| config.server.health.path.clone()),
         })
     }
 
-    async fn route(self: Arc<Self>, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    async fn route(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<Body>, Infallible> {
         let path = request.uri().path();
         if self.health_path.as_deref() == Some(path) && request.method() == Method::GET {
             return Ok(endpoint::health(&self));
@@ -55,7 +62,11 @@ impl App {
         }
         if let Err(refused) = self.guard.check(request.headers()) {
             tracing::warn!(%refused, "request refused");
-            return Ok(body::rpc_error(StatusCode::FORBIDDEN, crate::mcp::jsonrpc::INVALID_REQUEST, refused.to_string()));
+            return Ok(body::rpc_error(
+                StatusCode::FORBIDDEN,
+                crate::mcp::jsonrpc::INVALID_REQUEST,
+                refused.to_string(),
+            ));
         }
         let response = match *request.method() {
             Method::POST => endpoint::post(&self, request).await,
@@ -63,7 +74,10 @@ impl App {
             Method::DELETE => endpoint::delete(&self, &request),
             _ => {
                 let mut response = body::empty(StatusCode::METHOD_NOT_ALLOWED);
-                response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, POST, DELETE"));
+                response.headers_mut().insert(
+                    http::header::ALLOW,
+                    http::HeaderValue::from_static("GET, POST, DELETE"),
+                );
                 response
             }
         };
@@ -72,7 +86,12 @@ impl App {
 }
 
 /// Serves `listener` until `shutdown`, then drains requests in flight for at most `drain`.
-pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationToken, drain: Duration) {
+pub async fn run(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: CancellationToken,
+    drain: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     let expiry = tokio::spawn(expire_sessions(app.clone(), shutdown.clone()));
@@ -93,7 +112,9 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = service_fn(move |request| app.clone().route(request));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -104,8 +125,14 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: CancellationTok
     expiry.abort();
     // Notification streams never end by themselves: close them so their connections can drain.
     app.sessions.close_all();
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(seconds = drain.as_secs(), "requests still in flight after the drain deadline; closing them");
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = drain.as_secs(),
+            "requests still in flight after the drain deadline; closing them"
+        );
     }
 }
 

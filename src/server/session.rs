@@ -17,7 +17,16 @@ use tokio_util::sync::CancellationToken;
 pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
 /// RFC 5424 severities as MCP names them, least severe first.
-const LEVELS: &[&str] = &["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
+const LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 /// One client session.
 pub struct Session {
@@ -81,7 +90,10 @@ impl Session {
         if notification.get("method").and_then(Value::as_str) != Some("notifications/message") {
             return true;
         }
-        let level = notification.pointer("/params/level").and_then(Value::as_str).unwrap_or("info");
+        let level = notification
+            .pointer("/params/level")
+            .and_then(Value::as_str)
+            .unwrap_or("info");
         let position = LEVELS.iter().position(|known| *known == level).unwrap_or(0);
         position as u8 >= self.min_log_level.load(Ordering::Relaxed)
     }
@@ -92,7 +104,9 @@ impl Session {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
-        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -159,7 +173,10 @@ impl Sessions {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -185,7 +202,8 @@ mod tests {
     fn log_level_filters_messages_only() {
         let session = Session::new("2025-11-25");
         session.set_log_level("warning");
-        let log = |level: &str| json!({"method": "notifications/message", "params": {"level": level}});
+        let log =
+            |level: &str| json!({"method": "notifications/message", "params": {"level": level}});
         assert!(!session.wants(&log("info")));
         assert!(session.wants(&log("error")));
         assert!(session.wants(&json!({"method": "notifications/tools/list_changed"})));

@@ -37,6 +37,10 @@ impl ClientContext {
         if matches!(tls.verify, Verify::Dangerous) {
             builder.set_verify(openssl::ssl::SslVerifyMode::NONE);
         }
-        Ok(Self { connector: builder.build(), verify_hostname, server_name: tls.server_name.clone() })
+        Ok(Self {
+            connector: builder.build(),
+            verify_hostname,
+            server_name: tls.server_name.clone(),
+        })
     }
 }

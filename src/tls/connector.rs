@@ -64,7 +64,9 @@ impl tower_service::Service<Uri> for Connector {
             }
             let tls = tls.ok_or("https URL without a TLS context")?;
             let host = uri.host().ok_or("URL without a host")?;
-            Ok(Stream::Tls(TokioIo::new(handshake(&tls, host, tcp.into_inner()).await?)))
+            Ok(Stream::Tls(TokioIo::new(
+                handshake(&tls, host, tcp.into_inner()).await?,
+            )))
         })
     }
 }
@@ -74,8 +76,15 @@ async fn handshake(
     host: &str,
     tcp: TcpStream,
 ) -> Result<SslStream<TcpStream>, BoxError> {
-    let name = tls.server_name.as_deref().unwrap_or(host.trim_matches(['[', ']']));
-    let ssl = tls.connector.configure()?.verify_hostname(tls.verify_hostname).into_ssl(name)?;
+    let name = tls
+        .server_name
+        .as_deref()
+        .unwrap_or(host.trim_matches(['[', ']']));
+    let ssl = tls
+        .connector
+        .configure()?
+        .verify_hostname(tls.verify_hostname)
+        .into_ssl(name)?;
     let mut stream = SslStream::new(ssl, tcp)?;
     Pin::new(&mut stream).connect().await?;
     Ok(stream)
@@ -101,7 +110,11 @@ impl Read for Stream {
 }
 
 impl Write for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),

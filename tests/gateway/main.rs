@@ -1,0 +1,4 @@
+//! Integration tests of the gateway against real MCP software, in one test binary.
+
+mod everything;
+mod support;
