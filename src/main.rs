@@ -1,8 +1,9 @@
 //! The `nexus` binary: parse the command line, then hand over to the library.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
@@ -111,7 +112,7 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, path.to_path_buf())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -120,40 +121,55 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn run(config: config::Config) -> Result<(), String> {
+async fn run(config: config::Config, path: PathBuf) -> Result<(), String> {
     let address = config.server.listen_address;
     let mut signals =
         Signals::install().map_err(|error| format!("cannot install signal handlers: {error}"))?;
+    let nexus = Arc::new(nexus::Nexus::start(&config).map_err(|error| error.to_string())?);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
     let shutdown = CancellationToken::new();
     let mut serving = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { nexus::serve(&config, listener, shutdown).await }
+        let (nexus, shutdown) = (nexus.clone(), shutdown.clone());
+        async move { nexus.run(listener, shutdown).await }
     });
     tracing::info!(%address, "listening");
     loop {
         tokio::select! {
             request = signals.next() => match request {
                 Request::Shutdown => break,
-                Request::Reload => tracing::warn!("SIGHUP: reloading is not supported by this version; restart to apply changes"),
+                Request::Reload => reload(&nexus, &path).await,
             },
-            // Ends early only when the gateway could not start (e.g. bad TLS material).
-            finished = &mut serving => return outcome(finished),
+            finished = &mut serving => {
+                return finished.map_err(|error| format!("the gateway task failed: {error}"));
+            }
         }
     }
     tracing::info!("shutting down: draining requests in flight, then stopping downstreams");
     shutdown.cancel();
-    outcome(serving.await)
+    serving
+        .await
+        .map_err(|error| format!("the gateway task failed: {error}"))
 }
 
-fn outcome(
-    finished: Result<Result<(), nexus::gateway::StartError>, tokio::task::JoinError>,
-) -> Result<(), String> {
-    match finished {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(error) => Err(format!("the gateway task failed: {error}")),
+/// SIGHUP: re-read the configuration; a bad one leaves the running one in place.
+async fn reload(nexus: &nexus::Nexus, path: &Path) {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!("reload refused, the running configuration stays:\n{error}");
+            return;
+        }
+    };
+    match nexus.reload(&config).await {
+        Ok(report) => tracing::info!(
+            added = ?report.added,
+            removed = ?report.removed,
+            changed = ?report.changed,
+            kept = report.kept.len(),
+            "configuration reloaded"
+        ),
+        Err(error) => tracing::error!("reload refused, the running configuration stays: {error}"),
     }
 }

@@ -93,7 +93,7 @@ pub enum CertSource {
 }
 
 /// Where a private key comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KeySource {
     /// A PEM file (PKCS#8, PKCS#1 RSA, SEC1 EC; encrypted PKCS#8 with a password).
     Pem {
@@ -163,7 +163,7 @@ pub enum PrefixMode {
 }
 
 /// One `[mcp.servers.NAME]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Downstream {
     /// The table name.
     pub name: String,
@@ -176,7 +176,7 @@ pub struct Downstream {
 }
 
 /// How the gateway reaches a downstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
     /// `cmd`: a child process speaking MCP over stdin/stdout.
     Stdio(Stdio),
@@ -185,7 +185,7 @@ pub enum Transport {
 }
 
 /// A stdio downstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stdio {
     /// `cmd[0]`.
     pub program: String,
@@ -213,7 +213,7 @@ pub enum StderrTarget {
 }
 
 /// An HTTP downstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Http {
     /// `url` (http or https).
     pub url: http::Uri,
@@ -256,7 +256,7 @@ pub struct RateLimit {
 }
 
 /// `[mcp.servers.NAME.tls]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientTls {
     /// `verify_certs`, `accept_invalid_hostnames`, `root_ca_cert_path`.
     pub verify: Verify,
@@ -289,7 +289,7 @@ pub enum Trust {
 }
 
 /// The certificate the gateway presents to a downstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientIdentity {
     /// No client certificate.
     None,
@@ -300,4 +300,28 @@ pub enum ClientIdentity {
         /// `client_key_path`, with its passphrase.
         key: KeySource,
     },
+}
+
+// Secrets are compared by value so that a reload notices a changed token or passphrase; the
+// comparison never leaves this module and nothing is printed.
+impl PartialEq for SecretSource {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (Self::Value(a), Self::Value(b)) => a.expose_secret() == b.expose_secret(),
+            (Self::File(a), Self::File(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Auth {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (Self::Token(a), Self::Token(b)) => a.expose_secret() == b.expose_secret(),
+            (Self::Forward, Self::Forward) => true,
+            _ => false,
+        }
+    }
 }

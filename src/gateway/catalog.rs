@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::Member;
 use super::search;
-use crate::downstream::Downstream;
 
 /// Separates the server name from the tool or prompt name.
 pub const SEPARATOR: &str = "__";
@@ -23,9 +23,12 @@ pub struct Route {
     pub name: String,
 }
 
-/// An immutable snapshot of everything the downstreams offer.
-#[derive(Debug, Default)]
+/// An immutable snapshot of everything the downstreams offer, with the downstreams it was built
+/// from (routes index into them, so a snapshot stays consistent across a reload).
+#[derive(Default)]
 pub struct Catalog {
+    /// The downstreams, in config order.
+    pub members: Vec<Arc<Member>>,
     /// Exposed tool definitions, in config order then downstream order.
     pub tools: Vec<Value>,
     tool_routes: HashMap<String, Route>,
@@ -44,9 +47,10 @@ pub struct Catalog {
 
 impl Catalog {
     /// Builds the catalog from the downstreams' last lists. `prefix` decides naming.
-    pub fn build(downstreams: &[Arc<Downstream>], prefix: bool) -> Self {
+    pub fn build(members: Vec<Arc<Member>>, prefix: bool) -> Self {
         let mut catalog = Catalog::default();
-        for (server, downstream) in downstreams.iter().enumerate() {
+        for (server, member) in members.iter().enumerate() {
+            let downstream = &member.downstream;
             let lists = downstream.lists();
             let name = downstream.name();
             for tool in &lists.tools {
@@ -56,13 +60,14 @@ impl Catalog {
                 catalog.add_named(Kind::Prompt, server, name, prompt, prefix);
             }
             for resource in &lists.resources {
-                catalog.add_resource(server, downstreams, resource);
+                catalog.add_resource(server, &members, resource);
             }
             for template in &lists.templates {
                 catalog.add_template(server, template);
             }
         }
         catalog.search = search::Index::build(&catalog.tools);
+        catalog.members = members;
         catalog
     }
 
@@ -134,15 +139,15 @@ impl Catalog {
         );
     }
 
-    fn add_resource(&mut self, server: usize, downstreams: &[Arc<Downstream>], resource: &Value) {
+    fn add_resource(&mut self, server: usize, members: &[Arc<Member>], resource: &Value) {
         let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
             return;
         };
         if let Some(&first) = self.resource_routes.get(uri) {
             tracing::warn!(
                 uri,
-                kept = downstreams[first].name(),
-                ignored = downstreams[server].name(),
+                kept = members[first].downstream.name(),
+                ignored = members[server].downstream.name(),
                 "two servers offer the same resource URI; the first in config order serves it"
             );
             return;

@@ -358,6 +358,7 @@ pub fn health(app: &App) -> Response<Body> {
     let servers: serde_json::Map<String, Value> = app
         .gateway
         .servers()
+        .into_iter()
         .map(|(name, up)| {
             (
                 name.to_owned(),

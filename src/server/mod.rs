@@ -28,7 +28,7 @@ use session::Sessions;
 pub struct App {
     gateway: Arc<Gateway>,
     sessions: Sessions,
-    guard: Guard,
+    guard: arc_swap::ArcSwap<Guard>,
     mcp_path: Option<String>,
     health_path: Option<String>,
 }
@@ -39,7 +39,7 @@ impl App {
         Arc::new(Self {
             gateway,
             sessions: Sessions::default(),
-            guard: Guard::new(&config.server),
+            guard: arc_swap::ArcSwap::from_pointee(Guard::new(&config.server)),
             mcp_path: config.mcp.enabled.then(|| config.mcp.path.clone()),
             health_path: config
                 .server
@@ -47,6 +47,23 @@ impl App {
                 .enabled
                 .then(|| config.server.health.path.clone()),
         })
+    }
+
+    /// Applies the reloadable parts of `[server]` (allowed hosts and origins). The listen
+    /// address and the endpoint paths need a restart, which is logged.
+    pub fn reload(&self, config: &config::Config) {
+        self.guard.store(Arc::new(Guard::new(&config.server)));
+        let mcp_path = config.mcp.enabled.then(|| config.mcp.path.clone());
+        let health_path = config
+            .server
+            .health
+            .enabled
+            .then(|| config.server.health.path.clone());
+        if self.mcp_path != mcp_path || self.health_path != health_path {
+            tracing::warn!(
+                "[mcp] path/enabled or [server.health] changed: restart the gateway to apply"
+            );
+        }
     }
 
     async fn route(
@@ -60,7 +77,7 @@ impl App {
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
         }
-        if let Err(refused) = self.guard.check(request.headers()) {
+        if let Err(refused) = self.guard.load().check(request.headers()) {
             tracing::warn!(%refused, "request refused");
             return Ok(body::rpc_error(
                 StatusCode::FORBIDDEN,
