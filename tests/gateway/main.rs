@@ -1,4 +1,5 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
 mod everything;
+mod reload;
 mod support;

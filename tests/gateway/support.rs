@@ -113,9 +113,10 @@ pub struct Gateway {
     pub url: String,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    nexus: std::sync::Arc<nexus::Nexus>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Gateway {
@@ -137,19 +138,27 @@ impl Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            nexus::serve(&config, listener, stop)
-                .await
-                .expect("gateway failed to start");
-        });
+        let nexus =
+            std::sync::Arc::new(nexus::Nexus::start(&config).expect("gateway failed to start"));
+        let (running, stop) = (nexus.clone(), shutdown.clone());
+        let task = tokio::spawn(async move { running.run(listener, stop).await });
         Self {
             url: format!("{base}/mcp"),
             base,
+            nexus,
             shutdown,
             task: Some(task),
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Rewrites the configuration file and reloads it, as SIGHUP does.
+    pub async fn reload(&self, toml: &str) -> nexus::gateway::ReloadReport {
+        let path = self.dir.path().join("nexus.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config =
+            nexus::config::load(&path).unwrap_or_else(|error| panic!("bad test config:\n{error}"));
+        self.nexus.reload(&config).await.expect("reload failed")
     }
 
     /// Polls `/health` until `count` downstreams are connected.
