@@ -43,6 +43,8 @@ pub struct Catalog {
     template_routes: Vec<(Template, usize)>,
     /// Keyword index over `tools`.
     pub search: search::Index,
+    /// Names and URIs offered twice, described for the log.
+    pub clashes: Vec<String>,
 }
 
 impl Catalog {
@@ -120,11 +122,9 @@ impl Catalog {
             Kind::Prompt => (&mut self.prompts, &mut self.prompt_routes),
         };
         if routes.contains_key(&exposed) {
-            tracing::warn!(
-                server = server_name,
-                name,
-                "duplicate {kind:?} name; keeping the first"
-            );
+            self.clashes.push(format!(
+                "{kind:?} `{exposed}` is listed twice by server '{server_name}'; the first is kept"
+            ));
             return;
         }
         let mut item = item.clone();
@@ -144,12 +144,13 @@ impl Catalog {
             return;
         };
         if let Some(&first) = self.resource_routes.get(uri) {
-            tracing::warn!(
-                uri,
-                kept = members[first].downstream.name(),
-                ignored = members[server].downstream.name(),
-                "two servers offer the same resource URI; the first in config order serves it"
+            let (kept, ignored) = (
+                members[first].downstream.name(),
+                members[server].downstream.name(),
             );
+            self.clashes.push(format!(
+                "servers '{kept}' and '{ignored}' both offer resource {uri}; '{kept}' (first in config order) serves it"
+            ));
             return;
         }
         self.resources.push(resource.clone());

@@ -43,10 +43,13 @@ impl Gateway {
     }
 
     /// Handles one client request (not `initialize`, which the session layer owns).
-    pub async fn handle(&self, request: Value, context: &RequestContext) -> Reply {
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
+    pub async fn handle(&self, mut request: Value, context: &RequestContext) -> Reply {
+        let id = request
+            .get_mut("id")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        let params = request.get_mut("params").map(Value::take);
         let method = jsonrpc::method(&request).unwrap_or_default();
-        let params = request.get("params").cloned();
         let catalog = self.catalog();
         let call = Call {
             id: id.clone(),
