@@ -1,4 +1,7 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
+mod cli;
 mod everything;
+mod protocol;
+mod resilience;
 mod support;
