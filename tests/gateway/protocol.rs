@@ -131,7 +131,9 @@ async fn a_single_answer_is_json_and_progress_makes_it_a_stream() {
     let gateway = gateway().await;
     let session = RawSession::open(&gateway.url).await;
     // `request` asserts `application/json` for a call without notifications.
-    let echo = session.call(3, "fx__echo", json!({"message": "plain"})).await;
+    let echo = session
+        .call(3, "fx__echo", json!({"message": "plain"}))
+        .await;
     assert_eq!(echo["id"], 3);
     assert_eq!(text(&echo["result"]), "plain");
 
@@ -158,10 +160,16 @@ async fn a_single_answer_is_json_and_progress_makes_it_a_stream() {
         );
     }
     let response = messages.last().unwrap();
-    assert_eq!(response["id"], "p-1", "the response ends the stream: {messages:#?}");
+    assert_eq!(
+        response["id"], "p-1",
+        "the response ends the stream: {messages:#?}"
+    );
     assert_eq!(text(&response["result"]), "done 3");
     assert_eq!(
-        messages.iter().filter(|message| message.get("id").is_some()).count(),
+        messages
+            .iter()
+            .filter(|message| message.get("id").is_some())
+            .count(),
         1,
         "one response: {messages:#?}"
     );
@@ -174,7 +182,9 @@ async fn the_get_stream_carries_list_changes() {
     let session = RawSession::open(&gateway.url).await;
     let mut stream = session.notifications().await;
     assert_eq!(
-        session.call_text("fx__add_tool", json!({"name": "fresh"})).await,
+        session
+            .call_text("fx__add_tool", json!({"name": "fresh"}))
+            .await,
         "added fresh"
     );
     // The stream may still carry the announcement of fx's first connection: read until the
@@ -248,7 +258,11 @@ async fn a_batch_is_answered_with_a_batch() {
     assert_eq!(headers["content-type"], "application/json");
     let responses: Value = serde_json::from_slice(&body).unwrap();
     let responses = responses.as_array().expect("a batch answer is an array");
-    assert_eq!(responses.len(), 2, "one response per request: {responses:?}");
+    assert_eq!(
+        responses.len(),
+        2,
+        "one response per request: {responses:?}"
+    );
     assert_eq!(responses[0]["id"], "a");
     assert_eq!(text(&responses[0]["result"]), "first");
     assert_eq!(responses[1]["id"], "b");

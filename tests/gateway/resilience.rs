@@ -113,7 +113,9 @@ async fn assert_restarted(session: &RawSession, old_pid: u32) {
     let new_pid = fixture_pid(session, Some(old_pid)).await;
     assert_ne!(new_pid, old_pid);
     assert_eq!(
-        session.call_text("fx__echo", json!({"message": "back"})).await,
+        session
+            .call_text("fx__echo", json!({"message": "back"}))
+            .await,
         "back"
     );
 }
@@ -269,7 +271,9 @@ async fn a_slow_server_times_out_without_delaying_another() {
         (running != "0").then_some(())
     })
     .await;
-    let echo = session.call(2, "fast__echo", json!({"message": "quick"})).await;
+    let echo = session
+        .call(2, "fast__echo", json!({"message": "quick"}))
+        .await;
     assert_eq!(text(&echo["result"]), "quick", "{echo}");
     assert!(
         !slow.is_finished(),
