@@ -295,7 +295,7 @@ async fn notification_stream(
     mut notifications: tokio::sync::broadcast::Receiver<Value>,
     sender: mpsc::Sender<Bytes>,
 ) {
-    let closed = session.closed().clone();
+    let closed = session.streams_closed().clone();
     loop {
         let chunk = tokio::select! {
             received = notifications.recv() => match received {

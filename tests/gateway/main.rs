@@ -1,5 +1,8 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
+mod cli;
 mod everything;
+mod protocol;
 mod reload;
+mod resilience;
 mod support;
