@@ -1,9 +1,11 @@
 //! The HTTP front end: the MCP endpoint, `/health`, and the accept loop with graceful drain.
 
+mod answer;
 mod body;
 mod endpoint;
 pub mod guard;
 pub mod session;
+mod stateless;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,6 +33,8 @@ pub struct App {
     guard: arc_swap::ArcSwap<Guard>,
     mcp_path: Option<String>,
     health_path: Option<String>,
+    /// Cancelled at shutdown: ends `subscriptions/listen` streams, which never end by themselves.
+    streams_closed: tokio_util::sync::CancellationToken,
 }
 
 impl App {
@@ -46,6 +50,7 @@ impl App {
                 .health
                 .enabled
                 .then(|| config.server.health.path.clone()),
+            streams_closed: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -142,6 +147,7 @@ pub async fn run(
     expiry.abort();
     // Notification streams never end by themselves: close them so their connections can drain.
     app.sessions.close_all();
+    app.streams_closed.cancel();
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()

@@ -16,18 +16,6 @@ use tokio_util::sync::CancellationToken;
 /// Sessions idle this long are forgotten (clients re-initialize on 404).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
-/// RFC 5424 severities as MCP names them, least severe first.
-const LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
 /// One client session.
 pub struct Session {
     /// `Mcp-Session-Id`.
@@ -90,7 +78,7 @@ impl Session {
 
     /// `logging/setLevel`: log notifications below `level` are no longer sent to this client.
     pub fn set_log_level(&self, level: &str) {
-        if let Some(position) = LEVELS.iter().position(|known| *known == level) {
+        if let Some(position) = crate::mcp::era::level_index(level) {
             self.min_log_level.store(position as u8, Ordering::Relaxed);
         }
     }
@@ -104,7 +92,7 @@ impl Session {
             .pointer("/params/level")
             .and_then(Value::as_str)
             .unwrap_or("info");
-        let position = LEVELS.iter().position(|known| *known == level).unwrap_or(0);
+        let position = crate::mcp::era::level_index(level).unwrap_or(0);
         position as u8 >= self.min_log_level.load(Ordering::Relaxed)
     }
 
