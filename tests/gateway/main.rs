@@ -5,4 +5,5 @@ mod everything;
 mod protocol;
 mod reload;
 mod resilience;
+mod stateless;
 mod support;
