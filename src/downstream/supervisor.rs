@@ -104,6 +104,14 @@ impl Downstream {
         self.current.load().is_some()
     }
 
+    /// The protocol revision of the current session, if one is up.
+    pub fn protocol_version(&self) -> Option<String> {
+        self.current
+            .load()
+            .as_ref()
+            .map(|connection| connection.peer().protocol_version.clone())
+    }
+
     /// Starts a call on the current connection.
     pub async fn start(
         &self,
@@ -216,7 +224,9 @@ impl Downstream {
             Some("notifications/tools/list_changed") => Some(Change::Tools),
             Some("notifications/prompts/list_changed") => Some(Change::Prompts),
             Some("notifications/resources/list_changed") => Some(Change::Resources),
-            Some("notifications/progress") => return, // for a call that is already gone
+            // For a call that is already gone, or the acknowledgement of our own
+            // `subscriptions/listen`: nothing for clients.
+            Some("notifications/progress" | "notifications/subscriptions/acknowledged") => return,
             Some("notifications/message") => {
                 tag_logger(&mut notification, &self.name);
                 None

@@ -282,15 +282,16 @@ impl Gateway {
         (connected, members.len())
     }
 
-    /// Per-server connection state, in config order.
-    pub fn servers(&self) -> Vec<(String, bool)> {
+    /// Per-server state, in config order: the name and, when connected, the protocol
+    /// revision of its session.
+    pub fn servers(&self) -> Vec<(String, Option<String>)> {
         let members = self.members.load();
         members
             .iter()
             .map(|member| {
                 (
                     member.downstream.name().to_owned(),
-                    member.downstream.is_connected(),
+                    member.downstream.protocol_version(),
                 )
             })
             .collect()

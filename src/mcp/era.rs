@@ -75,6 +75,18 @@ pub fn decode_header_value(value: &str) -> Option<String> {
     }
 }
 
+/// Encodes a header value: as is when it is visible ASCII, else as `=?base64?…?=`.
+pub fn encode_header_value(value: &str) -> String {
+    if value.bytes().all(|byte| (0x20..0x7f).contains(&byte)) {
+        value.to_owned()
+    } else {
+        format!(
+            "=?base64?{}?=",
+            openssl::base64::encode_block(value.as_bytes())
+        )
+    }
+}
+
 /// The HTTP status for a JSON-RPC error in the stateless era.
 pub fn http_status(code: i64) -> StatusCode {
     use crate::mcp::jsonrpc::{INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR};
@@ -132,6 +144,11 @@ mod tests {
             Some("écho")
         );
         assert_eq!(decode_header_value("echo").as_deref(), Some("echo"));
+        assert_eq!(
+            decode_header_value(&encode_header_value("écho")).as_deref(),
+            Some("écho")
+        );
+        assert_eq!(encode_header_value("get-sum"), "get-sum");
     }
 
     #[test]

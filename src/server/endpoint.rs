@@ -328,11 +328,12 @@ pub fn health(app: &App) -> Response<Body> {
         .gateway
         .servers()
         .into_iter()
-        .map(|(name, up)| {
-            (
-                name.to_owned(),
-                Value::from(if up { "connected" } else { "connecting" }),
-            )
+        .map(|(name, version)| {
+            let state = match version {
+                Some(version) => json!({"status": "connected", "protocolVersion": version}),
+                None => json!({"status": "connecting"}),
+            };
+            (name, state)
         })
         .collect();
     body::json(

@@ -30,16 +30,18 @@ const LIST_TTL_MS: u64 = 0;
 /// How often an idle subscription stream sends a comment.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 
-/// Whether a POST belongs to the stateless era: its `MCP-Protocol-Version` header names a
-/// revision that is not a handshake one, or it carries the `_meta` envelope without a session.
+/// Whether a POST belongs to the stateless era: its body carries the `_meta` envelope (a stray
+/// `Mcp-Session-Id` is ignored), or, outside any session, its `MCP-Protocol-Version` header
+/// names a revision that is not a handshake one (so the ladder can explain what is wrong).
 pub fn applies(headers: &HeaderMap, message: &Value) -> bool {
-    if let Some(version) = headers
-        .get(VERSION_HEADER)
-        .and_then(|value| value.to_str().ok())
-    {
-        return !version::is_supported(version);
+    if era::envelope_version(message).is_some() {
+        return true;
     }
-    !headers.contains_key(SESSION_HEADER) && era::envelope_version(message).is_some()
+    let version = headers
+        .get(VERSION_HEADER)
+        .and_then(|value| value.to_str().ok());
+    !headers.contains_key(SESSION_HEADER)
+        && version.is_some_and(|version| !version::is_supported(version))
 }
 
 /// Serves one stateless POST.

@@ -1,6 +1,7 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
 mod cli;
+mod eras;
 mod everything;
 mod protocol;
 mod reload;

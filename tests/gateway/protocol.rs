@@ -312,7 +312,7 @@ async fn health_reports_every_downstream() {
     assert_eq!(
         health,
         json!({"status": "healthy", "downstreams": {"connected": 1, "total": 1},
-               "servers": {"fx": "connected"}})
+               "servers": {"fx": {"status": "connected", "protocolVersion": "2025-11-25"}}})
     );
     gateway.stop().await;
 }

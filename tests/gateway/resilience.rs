@@ -180,10 +180,16 @@ async fn a_server_that_starts_late_joins_and_is_announced() {
     let gateway = Gateway::start_unconnected(&toml).await;
     let health = gateway.health().await;
     assert_eq!(health["downstreams"]["total"], 2);
-    assert_eq!(health["servers"]["late"], "connecting", "{health}");
+    assert_eq!(
+        health["servers"]["late"]["status"], "connecting",
+        "{health}"
+    );
     let health = gateway.wait_connected(1).await;
-    assert_eq!(health["servers"]["late"], "connecting", "{health}");
-    assert_eq!(health["servers"]["gate"], "connected", "{health}");
+    assert_eq!(
+        health["servers"]["late"]["status"], "connecting",
+        "{health}"
+    );
+    assert_eq!(health["servers"]["gate"]["status"], "connected", "{health}");
 
     let url = gateway.url.clone();
     let client = tokio::spawn(async move {
@@ -204,7 +210,7 @@ async fn a_server_that_starts_late_joins_and_is_announced() {
     .await;
     let _late = Server::fixture_http_on(late_port, &["--start-delay-ms", "1500"]);
     let health = gateway.wait_connected(2).await;
-    assert_eq!(health["servers"]["late"], "connected", "{health}");
+    assert_eq!(health["servers"]["late"]["status"], "connected", "{health}");
 
     let run = client.await.unwrap();
     let before = names(ok(&run, 1), "tools");

@@ -532,6 +532,32 @@ impl Server {
         Self { child, port }
     }
 
+    /// The Python `mcp` server (`tests/servers/py_server.py`, both protocol eras) over plain
+    /// HTTP on a port it picks, ready once it printed `LISTENING <port>`.
+    pub async fn python_http(extra: &[&str]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/py_server.py");
+        let mut child = Command::new(tools().join("bin/python"))
+            .arg(script)
+            .args(["--port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("python server start")
+            .unwrap();
+        let port = line
+            .as_deref()
+            .and_then(|line| line.strip_prefix("LISTENING "))
+            .and_then(|port| port.trim().parse().ok());
+        let port = port.unwrap_or_else(|| panic!("python server printed {line:?}"));
+        Self { child, port }
+    }
+
     /// `http://127.0.0.1:PORT/mcp`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
