@@ -1,7 +1,9 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
 mod cli;
+mod conformance;
 mod everything;
+mod inspector;
 mod protocol;
 mod reload;
 mod resilience;
