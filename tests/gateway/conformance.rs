@@ -210,9 +210,9 @@ async fn run_suite(label: &str, package: &str, expected_failures: &str, extra: &
         show_all()
     );
 
+    let flags: String = extra.iter().map(|flag| format!(" {flag}")).collect();
     println!(
-        "conformance {label} (@modelcontextprotocol/conformance {version} {}), {:.1} s:",
-        extra.join(" "),
+        "conformance {label} (@modelcontextprotocol/conformance {version}{flags}), {:.1} s:",
         elapsed.as_secs_f64()
     );
     for scenario in &report.scenarios {
