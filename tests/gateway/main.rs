@@ -1,8 +1,10 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
 mod cli;
+mod conformance;
 mod eras;
 mod everything;
+mod inspector;
 mod protocol;
 mod reload;
 mod resilience;
