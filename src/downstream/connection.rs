@@ -178,10 +178,10 @@ impl Connection {
         self: &Arc<Self>,
         method: &str,
         mut params: Option<Value>,
-        authorization: Option<&HeaderValue>,
+        options: &CallOptions,
     ) -> Result<(Call, Option<Value>), RpcError> {
         if self.stateless {
-            add_envelope(params.get_or_insert_with(|| json!({})));
+            add_envelope(params.get_or_insert_with(|| json!({})), options);
         }
         let (id, events) = self.dispatcher.register();
         let client_token = params
@@ -196,7 +196,11 @@ impl Connection {
             connection: self.clone(),
             finished: false,
         };
-        if let Err(error) = self.link.send(&message, Some(id), authorization).await {
+        if let Err(error) = self
+            .link
+            .send(&message, Some(id), options.authorization.as_ref())
+            .await
+        {
             self.dispatcher.unregister(id);
             return Err(self.unavailable(error));
         }
@@ -210,7 +214,7 @@ impl Connection {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, RpcError> {
-        let (mut call, _) = self.start(method, params, None).await?;
+        let (mut call, _) = self.start(method, params, &CallOptions::default()).await?;
         let response = call.response(timeout).await?;
         into_result(response)
     }
@@ -268,6 +272,20 @@ impl Connection {
             ),
         )
     }
+}
+
+/// Per-call choices made by the front end.
+#[derive(Debug, Default, Clone)]
+pub struct CallOptions {
+    /// Overrides the configured `Authorization` (servers with `auth.type = "forward"`).
+    pub authorization: Option<HeaderValue>,
+    /// Lowest log level the client wants on this call's stream; a stateless downstream sends
+    /// log messages only when asked (`_meta` logLevel), a handshake-era one ignores it.
+    pub log_level: Option<&'static str>,
+    /// The client's capabilities, when the client is itself stateless: multi-round-trip
+    /// (`input_required`) results then pass through unchanged, so the downstream may use
+    /// what the client declared. `None` declares nothing the gateway could not honour.
+    pub client_capabilities: Option<Value>,
 }
 
 /// One request in flight on a downstream. Dropping it before its response cancels it there.
@@ -333,13 +351,19 @@ async fn wait_response(
 
 /// Puts the stateless envelope into a request's `_meta`, keeping what is there (a progress
 /// token).
-fn add_envelope(params: &mut Value) {
+fn add_envelope(params: &mut Value, options: &CallOptions) {
     let Some(params) = params.as_object_mut() else {
         return;
     };
     let meta = params.entry("_meta").or_insert_with(|| json!({}));
     if let (Some(meta), Value::Object(envelope)) = (meta.as_object_mut(), envelope()) {
         meta.extend(envelope);
+        if let Some(level) = options.log_level {
+            meta.insert(era::LOG_LEVEL_KEY.into(), Value::from(level));
+        }
+        if let Some(capabilities) = &options.client_capabilities {
+            meta.insert(era::CLIENT_CAPABILITIES_KEY.into(), capabilities.clone());
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{Call, Connection};
+use super::connection::{Call, CallOptions, Connection};
 use super::dispatch::Dispatcher;
 use super::http::{HttpClient, HttpLink};
 use super::link::{Lifeline, Link, TransportError};
@@ -117,12 +117,12 @@ impl Downstream {
         &self,
         method: &str,
         params: Option<Value>,
-        authorization: Option<&HeaderValue>,
+        options: &CallOptions,
     ) -> Result<(Call, Option<Value>), RpcError> {
         let Some(connection) = self.current.load_full() else {
             return Err(self.not_connected());
         };
-        connection.start(method, params, authorization).await
+        connection.start(method, params, options).await
     }
 
     /// Sends a notification to the current connection, if any.

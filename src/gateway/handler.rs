@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::builtin::{self, EXECUTE, SEARCH};
 use super::{Catalog, Gateway, Relay, Reply, RequestContext};
 use crate::config::{Auth, ToolsMode, Transport};
+use crate::downstream::CallOptions;
 use crate::mcp::jsonrpc::{
     self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RESOURCE_NOT_FOUND, RpcError,
 };
@@ -199,7 +200,7 @@ async fn set_level(catalog: &Catalog, params: Option<Value>) -> Outcome {
         let params = params.clone();
         async move {
             if let Ok((mut call, _)) = downstream
-                .start("logging/setLevel", Some(params), None)
+                .start("logging/setLevel", Some(params), &CallOptions::default())
                 .await
             {
                 let _ = call.response(SET_LEVEL_TIMEOUT).await;
@@ -231,13 +232,16 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
     // The client's token goes only to servers configured to receive it (DESIGN §3).
     let authorization = match &config.transport {
         Transport::Http(http) if matches!(http.auth, Some(Auth::Forward)) => {
-            call.context.authorization.as_ref()
+            call.context.authorization.clone()
         }
         _ => None,
     };
-    let (started, client_token) = downstream
-        .start(method, Some(params), authorization)
-        .await?;
+    let options = CallOptions {
+        authorization,
+        log_level: call.context.log_level,
+        client_capabilities: call.context.client_capabilities.clone(),
+    };
+    let (started, client_token) = downstream.start(method, Some(params), &options).await?;
     Ok(Reply::Relayed(Relay::new(
         started,
         call.id.clone(),

@@ -40,6 +40,10 @@ pub enum Reply {
 pub struct RequestContext {
     /// The client's `Authorization` header, for servers with `auth.type = "forward"`.
     pub authorization: Option<HeaderValue>,
+    /// Lowest log level the client wants relayed with this request's answer.
+    pub log_level: Option<&'static str>,
+    /// A stateless client's declared capabilities (from its request's `_meta`).
+    pub client_capabilities: Option<Value>,
 }
 
 /// Why the gateway could not start (or apply a new configuration).

@@ -19,6 +19,8 @@ pub const SUBSCRIPTION_ID_KEY: &str = "io.modelcontextprotocol/subscriptionId";
 
 /// A header disagrees with the body.
 pub const HEADER_MISMATCH: i64 = -32020;
+/// The request needs a client capability the client did not declare.
+pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
 /// The request's protocol revision is not served.
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
@@ -95,6 +97,7 @@ pub fn http_status(code: i64) -> StatusCode {
         | INVALID_REQUEST
         | INVALID_PARAMS
         | HEADER_MISMATCH
+        | MISSING_REQUIRED_CLIENT_CAPABILITY
         | UNSUPPORTED_PROTOCOL_VERSION => StatusCode::BAD_REQUEST,
         METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
         _ => StatusCode::OK,
@@ -117,6 +120,17 @@ pub fn stateless_result(mut response: Value) -> Value {
         if let Some(meta) = meta.as_object_mut() {
             meta.entry(SERVER_INFO_KEY).or_insert_with(server_info);
         }
+    }
+    response
+}
+
+/// Error codes that changed: "resource not found" is `-32602` (invalid params) since
+/// 2026-07-28, where handshake-era servers (and the gateway's catalog) answer `-32002`.
+pub fn stateless_error(mut response: Value) -> Value {
+    if let Some(code) = response.pointer_mut("/error/code")
+        && code.as_i64() == Some(crate::mcp::jsonrpc::RESOURCE_NOT_FOUND)
+    {
+        *code = Value::from(crate::mcp::jsonrpc::INVALID_PARAMS);
     }
     response
 }

@@ -50,7 +50,7 @@ impl Era {
         Some(if message.get("result").is_some() {
             era::stateless_result(message)
         } else {
-            message
+            era::stateless_error(message)
         })
     }
 

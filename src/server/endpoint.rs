@@ -55,6 +55,7 @@ pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> 
     };
     let context = RequestContext {
         authorization: parts.headers.get(AUTHORIZATION).cloned(),
+        ..RequestContext::default()
     };
     if stateless::applies(&parts.headers, &message) {
         return stateless::post(app, &parts.headers, message, context).await;
@@ -173,6 +174,10 @@ async fn request(
     {
         session.set_log_level(level);
     }
+    let context = RequestContext {
+        log_level: Some(session.log_level()),
+        ..context
+    };
     let cancelled = session.track(&id);
     let reply = tokio::select! {
         reply = app.gateway.handle(message, &context) => reply,

@@ -83,6 +83,11 @@ impl Session {
         }
     }
 
+    /// The lowest log level this client wants (everything until it calls `logging/setLevel`).
+    pub fn log_level(&self) -> &'static str {
+        crate::mcp::era::LEVELS[usize::from(self.min_log_level.load(Ordering::Relaxed))]
+    }
+
     /// Whether a server notification should reach this client.
     pub fn wants(&self, notification: &Value) -> bool {
         if notification.get("method").and_then(Value::as_str) != Some("notifications/message") {

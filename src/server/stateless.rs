@@ -179,6 +179,15 @@ async fn relay(
         .and_then(|meta| meta.get(era::LOG_LEVEL_KEY))
         .and_then(Value::as_str)
         .and_then(era::level_index);
+    let client_capabilities = message
+        .pointer("/params/_meta")
+        .and_then(|meta| meta.get(era::CLIENT_CAPABILITIES_KEY))
+        .cloned();
+    let context = RequestContext {
+        log_level: log_level.map(|level| era::LEVELS[level]),
+        client_capabilities,
+        ..context
+    };
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
     if let Some(params) = message.get_mut("params") {
         era::strip_envelope(params);

@@ -212,7 +212,7 @@ async fn inspector_legacy_era() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the stateless era (issue 6)"]
+
 async fn inspector_modern_era() {
     tour("modern").await;
 }
