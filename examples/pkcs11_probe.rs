@@ -3,7 +3,8 @@
 //! environment (tests must not `set_var`). Prints one JSON object on stdout.
 //!
 //! ```text
-//! pkcs11_probe load --key URI [--cert-uri URI] [--cert PEM] [--module PATH] [--pin-file PATH]
+//! pkcs11_probe load --key URI [--cert-uri URI] [--cert PEM] [--twice] [--module PATH] [--pin-file PATH]
+//! pkcs11_probe pubkey --key URI --out PEM [--module PATH] [--pin-file PATH]
 //! pkcs11_probe handshake (--key URI | --key-pem PEM) --cert PEM --ca PEM --port N --tls 1.2|1.3
 //!     [--pkcs1] [--count N] [--concurrency C] [--close-sessions-at K] [--module PATH] [--pin-file PATH]
 //! ```
@@ -27,6 +28,7 @@ fn main() {
     let result = match command.as_str() {
         "load" => load(&options),
         "handshake" => handshake(&options),
+        "pubkey" => pubkey(&options),
         other => Err(format!("unknown command {other}")),
     };
     let output = match result {
@@ -64,6 +66,16 @@ fn defaults(options: &Options) -> Pkcs11Defaults {
 fn load(options: &Options) -> Result<serde_json::Value, String> {
     let defaults = defaults(options);
     let key_uri = options.get("key").ok_or("--key is required")?;
+    if options.contains_key("twice") {
+        // Both attempts in one process: the second must not try the PIN again.
+        let first = nexus::pkcs11::load_private_key(key_uri, &defaults)
+            .err()
+            .map(|e| e.to_string());
+        let second = nexus::pkcs11::load_private_key(key_uri, &defaults)
+            .err()
+            .map(|e| e.to_string());
+        return Ok(json!({ "ok": first.is_none(), "error": first, "second_error": second }));
+    }
     let key = nexus::pkcs11::load_private_key(key_uri, &defaults).map_err(|e| e.to_string())?;
     let certificate = match (options.get("cert-uri"), options.get("cert")) {
         (Some(uri), _) => {
@@ -79,6 +91,20 @@ fn load(options: &Options) -> Result<serde_json::Value, String> {
             .map_err(|e| e.to_string())?;
     }
     Ok(json!({ "ok": true, "uri": key.uri(), "bits": key.pkey().bits() }))
+}
+
+/// Writes the token key's public key as PEM (to issue its test certificate).
+fn pubkey(options: &Options) -> Result<serde_json::Value, String> {
+    let key_uri = options.get("key").ok_or("--key is required")?;
+    let out = options.get("out").ok_or("--out is required")?;
+    let key =
+        nexus::pkcs11::load_private_key(key_uri, &defaults(options)).map_err(|e| e.to_string())?;
+    let pem = key
+        .public_key()
+        .public_key_to_pem()
+        .map_err(|e| e.to_string())?;
+    std::fs::write(out, pem).map_err(|e| format!("{out}: {e}"))?;
+    Ok(json!({ "ok": true }))
 }
 
 fn read_cert(path: &str) -> Result<X509, String> {

@@ -71,6 +71,7 @@ use crate::config::{Pkcs11Defaults, SecretSource};
 #[derive(Clone)]
 pub struct TokenKey {
     pkey: PKey<Private>,
+    public: PKey<openssl::pkey::Public>,
     handle: Arc<key::KeyHandle>,
     uri: String,
 }
@@ -85,6 +86,12 @@ impl TokenKey {
     /// The OpenSSL key; signing with it asks the token. For `SslContextBuilder::set_private_key`.
     pub fn pkey(&self) -> &PKey<Private> {
         &self.pkey
+    }
+
+    /// The key's public half, as an ordinary OpenSSL key (e.g. to write a CSR's or a
+    /// certificate's public key).
+    pub fn public_key(&self) -> &PKey<openssl::pkey::Public> {
+        &self.public
     }
 
     /// The key's URI, with any `pin-value` redacted.
@@ -135,6 +142,7 @@ pub fn load_private_key(uri: &str, defaults: &Pkcs11Defaults) -> Result<TokenKey
     let pkey = provider::private_key(&found.public, &found.handle)?;
     Ok(TokenKey {
         pkey,
+        public: found.public,
         handle: found.handle,
         uri: uri.to_string(),
     })
