@@ -305,3 +305,45 @@ fn list_without_a_module_names_the_modules_found() {
         "{stderr}"
     );
 }
+
+#[test]
+fn lost_sessions_mean_one_new_login_and_a_retry() {
+    let pki = Pki::new();
+    let server = pki.s_server("1.3");
+    let log = pki.path("spy-recovery.log");
+    let (uri, cert, port) = (private_uri(KEYS[1]), pki.cert(KEYS[1]), server.port());
+    let args = [
+        "handshake",
+        "--key",
+        &uri,
+        "--cert",
+        &cert,
+        "--ca",
+        "ca.crt",
+        "--port",
+        &port,
+        "--tls",
+        "1.3",
+        "--count",
+        "10",
+        "--close-sessions-at",
+        "5",
+    ];
+    let result = pki.probe_spied(&log, &args);
+    assert_ok(&result, "handshakes across C_CloseAllSessions");
+    assert_eq!(result["handshakes"], 10);
+    let spy = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        spy.contains("C_CloseAllSessions"),
+        "the sessions were not closed:\n{spy}"
+    );
+    assert!(
+        spy.contains("CKR_SESSION_HANDLE_INVALID"),
+        "no lost session seen:\n{spy}"
+    );
+    assert_eq!(
+        spy.matches("C_Login").count(),
+        2,
+        "one login at start, one after the loss:\n{spy}"
+    );
+}
