@@ -9,6 +9,7 @@
 
 mod ffi;
 mod keymgmt;
+mod params;
 mod signature;
 
 use std::ffi::{CStr, c_int, c_void};

@@ -12,29 +12,12 @@ use openssl::hash::Hasher;
 use openssl::pkey::{Id, PKey, Public};
 use openssl_sys::OSSL_PARAM;
 
-use super::ffi::{self, OSSL_DISPATCH, OSSL_PARAM_UTF8_STRING, Shared, dispatch, size_t};
+use super::ffi::{self, OSSL_DISPATCH, dispatch, size_t};
 use super::keymgmt::key_ref;
+use super::params::{self, Padding, SaltLen};
 use super::{Failure, guard};
 use crate::pkcs11::key::KeyHandle;
 use crate::pkcs11::scheme::{Hash, Scheme};
-
-/// `RSA_PKCS1_PADDING` and `RSA_PKCS1_PSS_PADDING`.
-const PAD_PKCS1: c_int = 1;
-const PAD_PSS: c_int = 6;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Padding {
-    Pkcs1,
-    Pss,
-}
-
-/// `saltlen`: a length or one of OpenSSL's special values.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SaltLen {
-    Digest,
-    Max,
-    Exactly(usize),
-}
 
 /// One signature context.
 #[derive(Clone)]
@@ -272,132 +255,30 @@ unsafe extern "C" fn set_ctx_params(ctx: *mut c_void, params: *const OSSL_PARAM)
     })
 }
 
-/// Applies `digest`, `pad-mode`, `saltlen` and `mgf1-digest` (each as int or string).
+/// Applies the context parameters in `params`.
 ///
 /// # Safety
 /// `params` is NULL or a terminated OSSL_PARAM list.
 unsafe fn apply_params(ctx: &mut SignCtx, params: *const OSSL_PARAM) -> Result<(), Failure> {
-    if params.is_null() {
-        return Ok(());
+    // SAFETY: `params` is NULL or terminated (caller).
+    let read = unsafe { params::read(params) }?;
+    if let Some(hash) = read.digest {
+        ctx.hash = hash;
+        ctx.hasher = Some(Hasher::new(hash.message_digest())?);
     }
-    // SAFETY: `params` is a terminated list (caller), for each lookup below.
-    if let Some(name) = unsafe { param_string(params, c"digest") }? {
-        ctx.hash = Hash::from_name(&name).ok_or_else(|| format!("unsupported digest {name}"))?;
-        ctx.hasher = Some(Hasher::new(ctx.hash.message_digest())?);
-    }
-    // SAFETY: as above.
-    if let Some(value) = unsafe { param_int_or_string(params, c"pad-mode") }? {
-        ctx.padding = match value {
-            Value::Int(PAD_PKCS1) => Padding::Pkcs1,
-            Value::Int(PAD_PSS) => Padding::Pss,
-            Value::Text(text) if text == "pkcs1" => Padding::Pkcs1,
-            Value::Text(text) if text == "pss" => Padding::Pss,
-            _ => {
-                return Err("only PKCS#1 v1.5 and PSS padding are supported for token keys".into());
-            }
-        };
-    }
-    // SAFETY: as above.
-    if let Some(value) = unsafe { param_int_or_string(params, c"saltlen") }? {
-        ctx.salt = match value {
-            Value::Int(-1) => SaltLen::Digest,
-            Value::Int(-2 | -3) => SaltLen::Max,
-            Value::Int(n) => {
-                SaltLen::Exactly(usize::try_from(n).map_err(|_| format!("bad saltlen {n}"))?)
-            }
-            Value::Text(text) => match text.as_str() {
-                "digest" => SaltLen::Digest,
-                "max" | "auto" => SaltLen::Max,
-                number => SaltLen::Exactly(
-                    number
-                        .parse()
-                        .map_err(|_| format!("bad saltlen {number}"))?,
-                ),
-            },
-        };
-    }
-    // SAFETY: as above.
-    if let Some(name) = unsafe { param_string(params, c"mgf1-digest") }?
-        && Hash::from_name(&name) != Some(ctx.hash)
-    {
-        return Err(format!("MGF1 with {name} differs from the signature digest").into());
-    }
-    Ok(())
-}
-
-enum Value {
-    Int(c_int),
-    Text(String),
-}
-
-/// # Safety
-/// `params` is a terminated OSSL_PARAM list.
-unsafe fn param_int_or_string(
-    params: *const OSSL_PARAM,
-    name: &CStr,
-) -> Result<Option<Value>, Failure> {
-    // SAFETY: `params` is terminated (caller); `name` is a C string.
-    let param = unsafe { openssl_sys::OSSL_PARAM_locate_const(params, name.as_ptr()) };
-    // SAFETY: `param` is NULL or points into the caller's list.
-    match unsafe { param.as_ref() } {
-        None => Ok(None),
-        Some(p) if p.data_type == OSSL_PARAM_UTF8_STRING => {
-            // SAFETY: as above.
-            unsafe { param_string(params, name) }.map(|text| text.map(Value::Text))
-        }
-        Some(p) => {
-            let mut value = 0;
-            // SAFETY: `p` is a valid parameter; OpenSSL writes one int.
-            if unsafe { ffi::OSSL_PARAM_get_int(p, &mut value) } != 1 {
-                return Err(format!(
-                    "parameter {} is neither an integer nor a string",
-                    name.to_string_lossy()
-                )
-                .into());
-            }
-            Ok(Some(Value::Int(value)))
-        }
+    ctx.padding = read.padding.unwrap_or(ctx.padding);
+    ctx.salt = read.salt.unwrap_or(ctx.salt);
+    match read.mgf1_digest {
+        Some(mgf1) if mgf1 != ctx.hash => Err("MGF1 must use the signature digest".into()),
+        _ => Ok(()),
     }
 }
-
-/// # Safety
-/// `params` is a terminated OSSL_PARAM list.
-unsafe fn param_string(params: *const OSSL_PARAM, name: &CStr) -> Result<Option<String>, Failure> {
-    // SAFETY: `params` is terminated (caller); `name` is a C string.
-    let param = unsafe { openssl_sys::OSSL_PARAM_locate_const(params, name.as_ptr()) };
-    if param.is_null() {
-        return Ok(None);
-    }
-    let mut text: *const c_char = ptr::null();
-    // SAFETY: `param` points into the caller's list; OpenSSL stores a pointer into it.
-    if unsafe { openssl_sys::OSSL_PARAM_get_utf8_string_ptr(param, &mut text) } != 1
-        || text.is_null()
-    {
-        return Err(format!("parameter {} is not a string", name.to_string_lossy()).into());
-    }
-    // SAFETY: OpenSSL returned a NUL-terminated string that lives as long as `params`.
-    Ok(Some(
-        unsafe { CStr::from_ptr(text) }
-            .to_string_lossy()
-            .into_owned(),
-    ))
-}
-
-static SETTABLE: Shared<[OSSL_PARAM; 7]> = Shared([
-    ffi::describe(c"digest", OSSL_PARAM_UTF8_STRING),
-    ffi::describe(c"properties", OSSL_PARAM_UTF8_STRING),
-    ffi::describe(c"pad-mode", OSSL_PARAM_UTF8_STRING),
-    ffi::describe(c"saltlen", OSSL_PARAM_UTF8_STRING),
-    ffi::describe(c"mgf1-digest", OSSL_PARAM_UTF8_STRING),
-    ffi::describe(c"mgf1-properties", OSSL_PARAM_UTF8_STRING),
-    ffi::PARAM_END,
-]);
 
 unsafe extern "C" fn settable_ctx_params(
     _ctx: *mut c_void,
     _provctx: *mut c_void,
 ) -> *const OSSL_PARAM {
-    SETTABLE.0.as_ptr()
+    params::SETTABLE.0.as_ptr()
 }
 
 /// The signature dispatch table (shared by RSA and ECDSA; the key decides the scheme).
