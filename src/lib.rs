@@ -5,6 +5,8 @@
 //! - [`downstream`]: connections to downstream MCP servers (stdio children, Streamable HTTP,
 //!   legacy SSE), each supervised (timeouts, restart with backoff).
 //! - [`gateway`]: the catalog built from every downstream (naming, routing, search/execute).
+//! - [`pkcs11`]: keys and certificates on PKCS#11 tokens, signed through an in-process OpenSSL
+//!   provider (the crate's only `unsafe` code).
 //! - [`server`]: the hyper listener: the MCP endpoint, `/health`, `/metrics`.
 #![warn(missing_docs)]
 
@@ -12,6 +14,7 @@ pub mod config;
 pub mod downstream;
 pub mod gateway;
 pub mod mcp;
+pub mod pkcs11;
 pub mod server;
 pub mod service;
 pub mod tls;

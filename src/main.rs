@@ -40,6 +40,22 @@ enum Command {
     Serve,
     /// Validate the configuration and exit: 0 when valid, 1 with every problem otherwise.
     Check,
+    /// PKCS#11 tokens: what is needed to write a `pkcs11:` URI.
+    #[command(subcommand)]
+    Pkcs11(Pkcs11Command),
+}
+
+#[derive(Debug, Subcommand)]
+enum Pkcs11Command {
+    /// List slots, tokens and objects (labels, ids, key types and sizes); never PINs or keys.
+    List {
+        /// PKCS#11 module [default: `[pkcs11] module_path` of --config].
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// File holding the user PIN, to see private keys [default: `[pkcs11]` pin of --config].
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -56,6 +72,10 @@ fn main() -> ExitCode {
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     match cli.command {
         Some(Command::Check) => check(&path),
+        Some(Command::Pkcs11(Pkcs11Command::List {
+            ref module,
+            ref pin_file,
+        })) => pkcs11_list(cli.config.as_deref(), module.clone(), pin_file.clone()),
         Some(Command::Serve) | None => serve(&cli, &path),
     }
 }
@@ -84,6 +104,44 @@ fn check(path: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `nexus pkcs11 list`: `--module`/`--pin-file` win over the `[pkcs11]` table of `--config`.
+fn pkcs11_list(
+    config: Option<&std::path::Path>,
+    module: Option<PathBuf>,
+    pin_file: Option<PathBuf>,
+) -> ExitCode {
+    let defaults = match config.map(config::load) {
+        Some(Ok(config)) => config.pkcs11,
+        Some(Err(error)) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        None => config::Pkcs11Defaults::default(),
+    };
+    let Some(module) = module.or(defaults.module_path) else {
+        eprintln!("{}", nexus::pkcs11::list::no_module_message());
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let pin = match pin_file.map(config::SecretSource::File).or(defaults.pin) {
+        Some(source) => match nexus::pkcs11::list::read_pin(&source) {
+            Ok(pin) => Some(pin),
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let mut out = std::io::stdout().lock();
+    match nexus::pkcs11::list::list(&module, pin.as_ref(), &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE
