@@ -39,6 +39,20 @@ enum Command {
     Serve,
     /// Validate the configuration and exit: 0 when valid, 1 with every problem otherwise.
     Check,
+    /// TLS diagnostics.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Connect to HTTPS downstreams with exactly their configured TLS settings and report the
+    /// protocol, cipher, peer chain, verification verdict, client certificate and MCP
+    /// `initialize` result. Exits 1 if any probe failed.
+    Probe {
+        /// Servers to probe (default: every HTTPS downstream).
+        servers: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -55,6 +69,7 @@ fn main() -> ExitCode {
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     match cli.command {
         Some(Command::Check) => check(&path),
+        Some(Command::Tls(TlsCommand::Probe { ref servers })) => probe(&path, servers),
         Some(Command::Serve) | None => serve(&cli, &path),
     }
 }
@@ -85,6 +100,32 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
         Err(error) => {
             eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(path: &std::path::Path, servers: &[String]) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(nexus::tls::probe::run(&config, servers, &mut out)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("cannot write the report: {error}");
             ExitCode::FAILURE
         }
     }
@@ -127,33 +168,28 @@ async fn run(config: config::Config) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
+    // Bad TLS material stops startup here, before anything is served.
+    let service = nexus::Service::start(&config).map_err(|error| error.to_string())?;
+    let reloader = service.reloader();
     let shutdown = CancellationToken::new();
-    let mut serving = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move { nexus::serve(&config, listener, shutdown).await }
-    });
+    let mut serving = tokio::spawn(service.run(listener, shutdown.clone()));
     tracing::info!(%address, "listening");
     loop {
         tokio::select! {
             request = signals.next() => match request {
                 Request::Shutdown => break,
-                Request::Reload => tracing::warn!("SIGHUP: reloading is not supported by this version; restart to apply changes"),
+                Request::Reload => {
+                    // Only TLS material is re-read; other settings need a restart for now.
+                    tracing::info!("SIGHUP: re-reading certificates, keys and CA files");
+                    reloader.reload_tls();
+                }
             },
-            // Ends early only when the gateway could not start (e.g. bad TLS material).
-            finished = &mut serving => return outcome(finished),
+            finished = &mut serving => return finished.map_err(|error| format!("the gateway task failed: {error}")),
         }
     }
     tracing::info!("shutting down: draining requests in flight, then stopping downstreams");
     shutdown.cancel();
-    outcome(serving.await)
-}
-
-fn outcome(
-    finished: Result<Result<(), nexus::gateway::StartError>, tokio::task::JoinError>,
-) -> Result<(), String> {
-    match finished {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(error) => Err(format!("the gateway task failed: {error}")),
-    }
+    serving
+        .await
+        .map_err(|error| format!("the gateway task failed: {error}"))
 }

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, PrefixMode, ToolsMode, Transport};
 use crate::downstream::{Change, Downstream, Events};
-use crate::tls::{ClientContext, Connector, TlsError};
+use crate::metrics::Metrics;
+use crate::tls::{ClientContext, ClientHandle, Connector};
 pub use catalog::Catalog;
 pub use relay::Relay;
 
@@ -43,19 +44,34 @@ pub struct RequestContext {
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A downstream's TLS settings were refused by OpenSSL.
+    /// A downstream's TLS material or settings could not be loaded.
     #[error("server '{server}': {source}")]
     Tls {
         /// The downstream.
         server: String,
-        /// What OpenSSL said.
-        source: TlsError,
+        /// What is wrong and how to fix it.
+        source: crate::tls::Error,
     },
+    /// The gateway's own `[server.tls]` could not be loaded.
+    #[error("[server.tls]: {0}")]
+    ServerTls(crate::tls::Error),
+}
+
+/// The outcome of reloading one downstream's TLS material.
+#[derive(Debug)]
+pub struct TlsReload {
+    /// The downstream.
+    pub server: String,
+    /// `Err` when the new material was refused (the old material stays in use).
+    pub result: Result<(), crate::tls::Error>,
 }
 
 /// The running gateway.
 pub struct Gateway {
     downstreams: Vec<Arc<Downstream>>,
+    // The TLS context of each HTTPS downstream, by index, with its settings for reload.
+    tls: Vec<Option<(ClientHandle, config::ClientTls)>>,
+    metrics: Arc<Metrics>,
     limiters: Vec<Option<rate_limit::Limiter>>,
     catalog: ArcSwap<Catalog>,
     tools_mode: ToolsMode,
@@ -68,17 +84,14 @@ pub struct Gateway {
 impl Gateway {
     /// Builds every downstream (TLS contexts included, so bad material fails here) and starts
     /// their supervisors. Returns at once: downstreams connect in the background.
-    pub fn start(config: &config::Mcp) -> Result<Arc<Self>, StartError> {
-        let downstreams = config
-            .servers
-            .iter()
-            .map(|server| {
-                Ok(Arc::new(Downstream::new(
-                    server.clone(),
-                    http_client(server)?,
-                )))
-            })
-            .collect::<Result<Vec<_>, StartError>>()?;
+    pub fn start(config: &config::Mcp, metrics: Arc<Metrics>) -> Result<Arc<Self>, StartError> {
+        let mut downstreams = Vec::new();
+        let mut tls = Vec::new();
+        for server in &config.servers {
+            let (client, handle) = http_client(server, &metrics)?.unzip();
+            downstreams.push(Arc::new(Downstream::new(server.clone(), client)));
+            tls.push(handle.flatten());
+        }
         let limiters = config
             .servers
             .iter()
@@ -88,6 +101,8 @@ impl Gateway {
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
         let gateway = Arc::new(Self {
             downstreams,
+            tls,
+            metrics,
             limiters,
             catalog: ArcSwap::default(),
             tools_mode: config.tools,
@@ -183,30 +198,67 @@ impl Gateway {
             .map(|downstream| (downstream.name(), downstream.is_connected()))
     }
 
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Re-reads every downstream's certificates, keys and CA files. A server whose new material
+    /// loads gets it for its next connections (established ones keep theirs); one whose material
+    /// fails keeps the old and the failure is logged. One result per HTTPS downstream.
+    pub fn reload_tls(&self) -> Vec<TlsReload> {
+        self.downstreams
+            .iter()
+            .zip(&self.tls)
+            .filter_map(|(downstream, tls)| {
+                let (handle, settings) = tls.as_ref()?;
+                let server = downstream.name().to_owned();
+                let result = ClientContext::new(&server, settings, self.metrics.clone()).map(|context| {
+                    context.announce();
+                    handle.store(Arc::new(context));
+                });
+                match &result {
+                    Ok(()) => tracing::info!(server = %server, "TLS material reloaded"),
+                    Err(error) => tracing::error!(server = %server, %error, "TLS reload failed; keeping the previous certificates and keys"),
+                }
+                Some(TlsReload { server, result })
+            })
+            .collect()
+    }
+
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.load_full()
     }
 }
 
+type HttpParts = (
+    crate::downstream::http::HttpClient,
+    Option<(ClientHandle, config::ClientTls)>,
+);
+
 fn http_client(
     server: &config::Downstream,
-) -> Result<Option<crate::downstream::http::HttpClient>, StartError> {
+    metrics: &Arc<Metrics>,
+) -> Result<Option<HttpParts>, StartError> {
     let Transport::Http(http) = &server.transport else {
         return Ok(None);
     };
     let tls = if http.url.scheme_str() == Some("https") {
-        let context = ClientContext::new(&http.tls).map_err(|source| StartError::Tls {
-            server: server.name.clone(),
-            source,
-        })?;
-        Some(Arc::new(context))
+        let handle =
+            ClientContext::handle(&server.name, &http.tls, metrics.clone()).map_err(|source| {
+                StartError::Tls {
+                    server: server.name.clone(),
+                    source,
+                }
+            })?;
+        Some(handle)
     } else {
         None
     };
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .build(Connector::new(tls));
-    Ok(Some(client))
+        .build(Connector::new(tls.clone()));
+    Ok(Some((client, tls.map(|handle| (handle, http.tls.clone())))))
 }
