@@ -70,17 +70,31 @@ impl TlsIo {
         if self.received {
             return None;
         }
+        let tls13 = self.stream.ssl().version2() == Some(SslVersion::TLS1_3);
         match error {
-            Some(error) => error
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>())
-                .and_then(|ssl| errors::classify_read(ssl, self.sent_cert)),
-            None if self.stream.ssl().version2() == Some(SslVersion::TLS1_3) => {
-                Some(Error::RejectedAfterHandshake {
-                    alert: "closed without an answer".to_owned(),
-                    sent: self.sent_cert,
+            Some(error) => {
+                let alert = error
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>())
+                    .and_then(|ssl| errors::classify_read(ssl, self.sent_cert));
+                // Depending on timing the close shows as a reset or broken pipe instead.
+                let reset = matches!(
+                    error.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                );
+                alert.or_else(|| {
+                    (tls13 && reset).then(|| Error::RejectedAfterHandshake {
+                        alert: "closed without an answer".to_owned(),
+                        sent: self.sent_cert,
+                    })
                 })
             }
+            None if tls13 => Some(Error::RejectedAfterHandshake {
+                alert: "closed without an answer".to_owned(),
+                sent: self.sent_cert,
+            }),
             None => None,
         }
     }
@@ -117,7 +131,14 @@ impl tokio::io::AsyncWrite for TlsIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        match polled {
+            Poll::Ready(Err(error)) => {
+                let rejection = self.late_rejection(Some(&error));
+                Poll::Ready(Err(rejection.map_or(error, io::Error::other)))
+            }
+            other => other,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

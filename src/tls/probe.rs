@@ -19,6 +19,9 @@ use crate::config::{Config, Transport};
 use crate::mcp::sse;
 use crate::metrics::Metrics;
 
+/// How long the handshake and the `initialize` call may take each.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Probes the HTTPS downstreams named in `only` (all when empty), writing a report to `out`.
 /// Returns whether every probe succeeded.
 pub async fn run(config: &Config, only: &[String], out: &mut dyn Write) -> std::io::Result<bool> {
@@ -77,12 +80,26 @@ async fn probe_one(
         Err(error) => return Ok(Err(format!("cannot connect to {host}:{port}: {error}"))),
     };
     let _ = tcp.set_nodelay(true);
-    let stream = match handshake(&context, &host, port, tcp).await {
-        Ok(stream) => stream,
-        Err(error) => return Ok(Err(error.to_string())),
-    };
+    let stream =
+        match tokio::time::timeout(PROBE_TIMEOUT, handshake(&context, &host, port, tcp)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Ok(Err(error.to_string())),
+            Err(_) => {
+                return Ok(Err(format!(
+                    "no TLS handshake within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                )));
+            }
+        };
     report_session(stream.ssl(), &context, &host, out)?;
-    Ok(initialize(stream, &http.url).await.and_then(|result| {
+    let answered = tokio::time::timeout(PROBE_TIMEOUT, initialize(stream, &http.url)).await;
+    let answered = answered.unwrap_or_else(|_| {
+        Err(format!(
+            "TLS is fine, but initialize got no answer within {} s: is this URL an MCP endpoint?",
+            PROBE_TIMEOUT.as_secs()
+        ))
+    });
+    Ok(answered.and_then(|result| {
         writeln!(out, "  initialize: {result}").map_err(|error| error.to_string())
     }))
 }
