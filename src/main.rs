@@ -43,6 +43,9 @@ enum Command {
     /// PKCS#11 tokens: what is needed to write a `pkcs11:` URI.
     #[command(subcommand)]
     Pkcs11(Pkcs11Command),
+    /// TLS diagnostics.
+    #[command(subcommand)]
+    Tls(TlsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +58,17 @@ enum Pkcs11Command {
         /// File holding the user PIN, to see private keys [default: `[pkcs11]` pin of --config].
         #[arg(long)]
         pin_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Connect to HTTPS downstreams with exactly their configured TLS settings and report the
+    /// protocol, cipher, peer chain, verification verdict, client certificate and MCP
+    /// `initialize` result. Exits 1 if any probe failed.
+    Probe {
+        /// Servers to probe (default: every HTTPS downstream).
+        servers: Vec<String>,
     },
 }
 
@@ -76,6 +90,7 @@ fn main() -> ExitCode {
             ref module,
             ref pin_file,
         })) => pkcs11_list(cli.config.as_deref(), module.clone(), pin_file.clone()),
+        Some(Command::Tls(TlsCommand::Probe { ref servers })) => probe(&path, servers),
         Some(Command::Serve) | None => serve(&cli, &path),
     }
 }
@@ -144,6 +159,32 @@ fn pkcs11_list(
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(path: &std::path::Path, servers: &[String]) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(nexus::tls::probe::run(&config, servers, &mut out)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("cannot write the report: {error}");
             ExitCode::FAILURE
         }
     }
@@ -221,7 +262,8 @@ async fn reload(nexus: &nexus::Nexus, path: &Path) {
         }
     };
     match nexus.reload(&config).await {
-        Ok(report) => tracing::info!(
+        // Per-server TLS failures were logged where they happened (old material kept).
+        Ok((report, _tls)) => tracing::info!(
             added = ?report.added,
             removed = ?report.removed,
             changed = ?report.changed,

@@ -32,6 +32,8 @@ pub struct Server {
     pub tls: Option<ServerTls>,
     /// `[server.health]`.
     pub health: Health,
+    /// `[server.metrics]`: Prometheus text on the main listener.
+    pub metrics: Health,
     /// `allowed_hosts`: `Host` header values accepted (DNS-rebinding protection). Empty means:
     /// loopback names when listening on loopback, anything otherwise.
     pub allowed_hosts: Vec<String>,
@@ -40,12 +42,12 @@ pub struct Server {
     pub allowed_origins: Vec<String>,
 }
 
-/// `[server.health]`.
+/// `[server.health]` or `[server.metrics]`: an endpoint that can be moved or turned off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     /// `enabled`, default true.
     pub enabled: bool,
-    /// `path`, default `/health`.
+    /// `path`, default `/health` (`/metrics`).
     pub path: String,
 }
 

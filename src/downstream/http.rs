@@ -288,7 +288,11 @@ pub fn is_event_stream<B>(response: &http::Response<B>) -> bool {
 
 /// Describes a failed request with its whole cause chain (hyper's top error says only
 /// "client error (Connect)").
+/// A TLS failure is shown as the TLS layer classified it (message and fix), nothing around it.
 pub fn connect_error(error: hyper_util::client::legacy::Error) -> TransportError {
+    if let Some(tls) = crate::tls::errors::find(&error) {
+        return TransportError::Connect(tls.to_string());
+    }
     let mut message = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(&error);
     while let Some(cause) = source {

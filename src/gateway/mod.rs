@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, PrefixMode, ToolsMode, Transport};
 use crate::downstream::{Change, Downstream, Events};
 use crate::mcp::jsonrpc;
-use crate::tls::{ClientContext, Connector, TlsError};
+use crate::metrics::Metrics;
+use crate::tls::{ClientContext, ClientHandle, Connector};
 pub use catalog::Catalog;
 pub use relay::Relay;
 
@@ -49,14 +50,26 @@ pub struct RequestContext {
 /// Why the gateway could not start (or apply a new configuration).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A downstream's TLS settings were refused by OpenSSL.
+    /// A downstream's TLS material or settings could not be loaded.
     #[error("server '{server}': {source}")]
     Tls {
         /// The downstream.
         server: String,
-        /// What OpenSSL said.
-        source: TlsError,
+        /// What is wrong and how to fix it.
+        source: crate::tls::Error,
     },
+    /// The gateway's own `[server.tls]` could not be loaded.
+    #[error("[server.tls]: {0}")]
+    ServerTls(crate::tls::Error),
+}
+
+/// The outcome of reloading one downstream's TLS material.
+#[derive(Debug)]
+pub struct TlsReload {
+    /// The downstream.
+    pub server: String,
+    /// `Err` when the new material was refused (the old material stays in use).
+    pub result: Result<(), crate::tls::Error>,
 }
 
 /// One configured downstream as the gateway runs it: the connection owner, its rate limits,
@@ -64,19 +77,44 @@ pub enum StartError {
 pub struct Member {
     /// The supervised downstream.
     pub downstream: Arc<Downstream>,
+    // The TLS context of an HTTPS downstream, swapped on reload, with the settings it is
+    // re-read from.
+    tls: Option<(ClientHandle, config::ClientTls)>,
     limiter: Option<rate_limit::Limiter>,
     stop: CancellationToken,
     supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Member {
-    fn new(config: &config::Downstream, parent: &CancellationToken) -> Result<Self, StartError> {
+    fn new(
+        config: &config::Downstream,
+        parent: &CancellationToken,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, StartError> {
+        let (client, tls) = http_client(config, metrics)?.unzip();
         Ok(Self {
-            downstream: Arc::new(Downstream::new(config.clone(), http_client(config)?)),
+            downstream: Arc::new(Downstream::new(config.clone(), client)),
+            tls: tls.flatten(),
             limiter: config.rate_limit.as_ref().map(rate_limit::Limiter::new),
             stop: parent.child_token(),
             supervisor: std::sync::Mutex::default(),
         })
+    }
+
+    fn reload_tls(&self, metrics: &Arc<Metrics>) -> Option<TlsReload> {
+        let (handle, settings) = self.tls.as_ref()?;
+        let server = self.downstream.name().to_owned();
+        let result = ClientContext::new(&server, settings, metrics.clone()).map(|context| {
+            context.announce();
+            handle.store(Arc::new(context));
+        });
+        match &result {
+            Ok(()) => tracing::info!(server = %server, "TLS material reloaded"),
+            Err(error) => {
+                tracing::error!(server = %server, %error, "TLS reload failed; keeping the previous certificates and keys")
+            }
+        }
+        Some(TlsReload { server, result })
     }
 
     /// Stops the supervisor (and so the child process or session) and waits for it.
@@ -130,6 +168,7 @@ pub struct Gateway {
     settings: ArcSwap<Settings>,
     broadcast: broadcast::Sender<Value>,
     events: Events,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     // Serializes reloads (SIGHUP is rare; two at once would race on `members`).
     reloading: tokio::sync::Mutex<()>,
@@ -138,12 +177,12 @@ pub struct Gateway {
 impl Gateway {
     /// Builds every downstream (TLS contexts included, so bad material fails here) and starts
     /// their supervisors. Returns at once: downstreams connect in the background.
-    pub fn start(config: &config::Mcp) -> Result<Arc<Self>, StartError> {
+    pub fn start(config: &config::Mcp, metrics: Arc<Metrics>) -> Result<Arc<Self>, StartError> {
         let shutdown = CancellationToken::new();
         let members = config
             .servers
             .iter()
-            .map(|server| Member::new(server, &shutdown).map(Arc::new))
+            .map(|server| Member::new(server, &shutdown, &metrics).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
         let (changes, receiver) = mpsc::unbounded_channel();
@@ -157,6 +196,7 @@ impl Gateway {
             settings: ArcSwap::from_pointee(Settings::of(config)),
             broadcast,
             events,
+            metrics,
             shutdown,
             reloading: tokio::sync::Mutex::new(()),
         });
@@ -197,7 +237,7 @@ impl Gateway {
                 }
                 _ => {
                     // Built before anything is stopped: a bad new server leaves all running.
-                    let member = Arc::new(Member::new(server, &self.shutdown)?);
+                    let member = Arc::new(Member::new(server, &self.shutdown, &self.metrics)?);
                     let list = if existing.is_some() {
                         &mut report.changed
                     } else {
@@ -301,6 +341,23 @@ impl Gateway {
             .collect()
     }
 
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Re-reads every HTTPS downstream's certificates, keys and CA files. A server whose new
+    /// material loads gets it for its next connections (established ones keep theirs); one
+    /// whose material fails keeps the old, and the failure is logged. One result per HTTPS
+    /// downstream.
+    pub fn reload_tls(&self) -> Vec<TlsReload> {
+        let members = self.members.load();
+        members
+            .iter()
+            .filter_map(|member| member.reload_tls(&self.metrics))
+            .collect()
+    }
+
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.load_full()
@@ -311,24 +368,33 @@ impl Gateway {
     }
 }
 
+type HttpParts = (
+    crate::downstream::http::HttpClient,
+    Option<(ClientHandle, config::ClientTls)>,
+);
+
 fn http_client(
     server: &config::Downstream,
-) -> Result<Option<crate::downstream::http::HttpClient>, StartError> {
+    metrics: &Arc<Metrics>,
+) -> Result<Option<HttpParts>, StartError> {
     let Transport::Http(http) = &server.transport else {
         return Ok(None);
     };
     let tls = if http.url.scheme_str() == Some("https") {
-        let context = ClientContext::new(&http.tls).map_err(|source| StartError::Tls {
-            server: server.name.clone(),
-            source,
-        })?;
-        Some(Arc::new(context))
+        let handle =
+            ClientContext::handle(&server.name, &http.tls, metrics.clone()).map_err(|source| {
+                StartError::Tls {
+                    server: server.name.clone(),
+                    source,
+                }
+            })?;
+        Some(handle)
     } else {
         None
     };
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .build(Connector::new(tls));
-    Ok(Some(client))
+        .build(Connector::new(tls.clone()));
+    Ok(Some((client, tls.map(|handle| (handle, http.tls.clone())))))
 }

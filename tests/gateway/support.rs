@@ -158,7 +158,7 @@ impl Gateway {
         std::fs::write(&path, toml).unwrap();
         let config =
             nexus::config::load(&path).unwrap_or_else(|error| panic!("bad test config:\n{error}"));
-        self.nexus.reload(&config).await.expect("reload failed")
+        self.nexus.reload(&config).await.expect("reload failed").0
     }
 
     /// Polls `/health` until `count` downstreams are connected.
