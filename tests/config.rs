@@ -281,7 +281,7 @@ fn relative_paths_are_relative_to_the_file_and_pkcs11_uris_are_kept() {
         CertSource::Pem(dir.path().join("server.pem"))
     );
     assert!(
-        matches!(&tls.key, KeySource::Pkcs11(uri) if uri == "pkcs11:token=nexus;object=srv;type=private")
+        matches!(&tls.key, KeySource::Pkcs11(key) if key.uri == "pkcs11:token=nexus;object=srv;type=private")
     );
     let Transport::Http(http) = &config.mcp.servers[0].transport else {
         panic!("http expected")

@@ -86,12 +86,22 @@ pub enum TlsVersion {
 }
 
 /// Where a certificate (leaf then chain) comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CertSource {
     /// A PEM file.
     Pem(PathBuf),
-    /// An RFC 7512 `pkcs11:` URI (certificate stored on the token), kept verbatim.
-    Pkcs11(String),
+    /// A certificate stored on a PKCS#11 token.
+    Pkcs11(Pkcs11Ref),
+}
+
+/// An RFC 7512 `pkcs11:` URI (kept verbatim: it may carry `pin-value`, so never log it whole)
+/// with the `[pkcs11]` defaults its module and PIN fall back to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pkcs11Ref {
+    /// The URI as written.
+    pub uri: String,
+    /// `[pkcs11]` (shared by every reference of one configuration).
+    pub defaults: std::sync::Arc<Pkcs11Defaults>,
 }
 
 /// Where a private key comes from.
@@ -104,8 +114,8 @@ pub enum KeySource {
         /// Passphrase of an encrypted key.
         password: Option<SecretSource>,
     },
-    /// An RFC 7512 `pkcs11:` URI, kept verbatim (it may carry `pin-value`, so never log it whole).
-    Pkcs11(String),
+    /// A key on a PKCS#11 token.
+    Pkcs11(Pkcs11Ref),
 }
 
 /// A secret given inline (usually through `{{ env.X }}`) or as a file to read.
@@ -118,7 +128,7 @@ pub enum SecretSource {
 }
 
 /// `[pkcs11]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pkcs11Defaults {
     /// `module_path`.
     pub module_path: Option<PathBuf>,

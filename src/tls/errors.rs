@@ -148,13 +148,13 @@ pub enum Error {
         /// The key file.
         key: PathBuf,
     },
-    /// `pkcs11:` material in a build without the HSM support.
-    #[error(
-        "{key}: pkcs11: URIs are not supported by this build (HSM support is not in this build); use PEM files"
-    )]
-    Pkcs11Unsupported {
+    /// A `pkcs11:` key or certificate could not be loaded from its token.
+    #[error("{key}: {source}")]
+    Pkcs11 {
         /// The config key.
         key: &'static str,
+        /// What the token layer said (module, token, PIN, object; the URI redacted).
+        source: std::sync::Arc<crate::pkcs11::Pkcs11Error>,
     },
     /// OpenSSL refused a setting (e.g. a cipher string).
     #[error("{key}: OpenSSL rejected the setting: {detail}")]

@@ -1,7 +1,9 @@
-//! Certificates and private keys from PEM files: the chain a peer is sent, the key that signs.
+//! Certificates and private keys, from PEM files or a PKCS#11 token: the chain a peer is sent,
+//! the key that signs.
 //!
-//! Every loader names the config key and file in its error, so the edge only adds the server.
-//! Key loading is one function, [`load_key`], where the HSM (`pkcs11:`) support plugs in.
+//! Every loader names the config key and file (or redacted URI) in its error, so the edge only
+//! adds the server. A token key is an OpenSSL key of the in-process provider ([`crate::pkcs11`]):
+//! the rest of the TLS layer cannot tell it from a PEM key.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -42,14 +44,15 @@ impl Identity {
             detail: reasons(&stack),
         })?;
         if !leaf_key.public_eq(&private) {
-            let KeySource::Pem { path, .. } = key else {
-                unreachable!("BUG: load_key accepts PEM keys only")
+            let key = match key {
+                KeySource::Pem { path, .. } => path.clone(),
+                KeySource::Pkcs11(reference) => redacted(&reference.uri),
             };
             return Err(Error::Mismatch {
                 cert_key: names.cert,
                 cert: cert_path(cert),
                 key_key: names.key,
-                key: path.clone(),
+                key,
             });
         }
         Ok(Self {
@@ -62,14 +65,27 @@ impl Identity {
 fn cert_path(source: &CertSource) -> PathBuf {
     match source {
         CertSource::Pem(path) => path.clone(),
-        CertSource::Pkcs11(_) => PathBuf::from("pkcs11:"),
+        CertSource::Pkcs11(reference) => redacted(&reference.uri),
     }
+}
+
+/// A `pkcs11:` URI fit for a message (`pin-value` removed).
+fn redacted(uri: &str) -> PathBuf {
+    let shown = crate::pkcs11::Pkcs11Uri::parse(uri).map(|uri| uri.to_string());
+    PathBuf::from(shown.unwrap_or_else(|_| "pkcs11:".to_owned()))
 }
 
 fn load_cert_source(source: &CertSource, key: &'static str) -> Result<Vec<X509>, Error> {
     match source {
         CertSource::Pem(path) => load_certs(path, key),
-        CertSource::Pkcs11(_) => Err(Error::Pkcs11Unsupported { key }),
+        CertSource::Pkcs11(reference) => {
+            crate::pkcs11::load_certificate_chain(&reference.uri, &reference.defaults).map_err(
+                |source| Error::Pkcs11 {
+                    key,
+                    source: source.into(),
+                },
+            )
+        }
     }
 }
 
@@ -94,7 +110,15 @@ pub fn load_certs(path: &Path, key: &'static str) -> Result<Vec<X509>, Error> {
 pub fn load_key(source: &KeySource, key: &'static str) -> Result<PKey<Private>, Error> {
     let (path, password) = match source {
         KeySource::Pem { path, password } => (path, password),
-        KeySource::Pkcs11(_) => return Err(Error::Pkcs11Unsupported { key }),
+        KeySource::Pkcs11(reference) => {
+            // The SSL context keeps the key (and through it the token key) alive.
+            return crate::pkcs11::load_private_key(&reference.uri, &reference.defaults)
+                .map(|token| token.pkey().clone())
+                .map_err(|source| Error::Pkcs11 {
+                    key,
+                    source: source.into(),
+                });
+        }
     };
     let pem = read(path, key)?;
     warn_if_exposed(path, key);

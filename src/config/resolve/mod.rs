@@ -13,6 +13,8 @@ mod tls;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::Pkcs11Defaults;
+
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use serde_spanned::Spanned;
@@ -38,7 +40,11 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
     };
     template::expand_table(&mut doc, "", env, &mut problems);
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut cx = Cx { problems, base };
+    let mut cx = Cx {
+        problems,
+        base,
+        pkcs11: Pkcs11Defaults::default(),
+    };
     let config = cx.document(doc, path);
     cx.problems.finish(config)
 }
@@ -87,6 +93,8 @@ fn syntax_problem(problems: &mut Problems<'_>, text: &str, error: &toml::de::Err
 pub(crate) struct Cx<'a> {
     problems: Problems<'a>,
     base: PathBuf,
+    /// `[pkcs11]`, resolved first: every `pkcs11:` key and certificate carries it.
+    pkcs11: Pkcs11Defaults,
 }
 
 impl Cx<'_> {
@@ -105,10 +113,11 @@ impl Cx<'_> {
                 ),
             }
         }
+        self.pkcs11 = self.pkcs11(pkcs11);
         Config {
             path: path.to_path_buf(),
             server: self.server(server),
-            pkcs11: self.pkcs11(pkcs11),
+            pkcs11: self.pkcs11.clone(),
             mcp: self.mcp(mcp),
         }
     }
