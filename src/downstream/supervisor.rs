@@ -125,6 +125,16 @@ impl Downstream {
         connection.start(method, params, options).await
     }
 
+    /// A request whose notifications are not wanted, bounded by the configured call timeout.
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        let Some(connection) = self.current.load_full() else {
+            return Err(self.not_connected());
+        };
+        connection
+            .request(method, Some(params), self.config.call_timeout)
+            .await
+    }
+
     /// Sends a notification to the current connection, if any.
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
         match self.current.load_full() {

@@ -7,6 +7,7 @@ mod handler;
 pub mod rate_limit;
 pub mod relay;
 pub mod search;
+pub mod subscriptions;
 
 use std::sync::Arc;
 
@@ -44,6 +45,8 @@ pub struct RequestContext {
     pub log_level: Option<&'static str>,
     /// A stateless client's declared capabilities (from its request's `_meta`).
     pub client_capabilities: Option<Value>,
+    /// Who subscribes when this request is `resources/subscribe`: the handshake-era session.
+    pub subscriber: Option<Arc<str>>,
 }
 
 /// Why the gateway could not start (or apply a new configuration).
@@ -129,6 +132,7 @@ pub struct Gateway {
     catalog: ArcSwap<Catalog>,
     settings: ArcSwap<Settings>,
     broadcast: broadcast::Sender<Value>,
+    subscriptions: subscriptions::Subscriptions,
     events: Events,
     shutdown: CancellationToken,
     // Serializes reloads (SIGHUP is rare; two at once would race on `members`).
@@ -156,6 +160,7 @@ impl Gateway {
             catalog: ArcSwap::default(),
             settings: ArcSwap::from_pointee(Settings::of(config)),
             broadcast,
+            subscriptions: subscriptions::Subscriptions::default(),
             events,
             shutdown,
             reloading: tokio::sync::Mutex::new(()),

@@ -18,7 +18,7 @@ use super::answer::{self, Era};
 use super::body::{self, Body};
 use super::session::Session;
 use super::stateless;
-use crate::gateway::{Reply, RequestContext};
+use crate::gateway::{Gateway, Reply, RequestContext};
 use crate::mcp::jsonrpc::{self, INVALID_REQUEST, Kind, PARSE_ERROR};
 use crate::mcp::{sse, version};
 
@@ -107,6 +107,7 @@ fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
         .and_then(Value::as_str);
     let agreed = version::negotiate(requested);
     let session = app.sessions.create(agreed);
+    forget_when_closed(app, &session);
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let mut response = body::json(
         StatusCode::OK,
@@ -115,6 +116,19 @@ fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
     let header = HeaderValue::from_str(&session.id).expect("BUG: session ids are hex");
     response.headers_mut().insert(SESSION_HEADER, header);
     response
+}
+
+/// However a session ends (DELETE, expiry), its resource subscriptions end with it.
+fn forget_when_closed(app: &Arc<App>, session: &Session) {
+    let (gateway, closed, id) = (
+        app.gateway.clone(),
+        session.closed().clone(),
+        session.id.clone(),
+    );
+    tokio::spawn(async move {
+        closed.cancelled().await;
+        gateway.forget_subscriber(&id);
+    });
 }
 
 /// The session a request belongs to, or the HTTP error to answer with.
@@ -176,6 +190,7 @@ async fn request(
     }
     let context = RequestContext {
         log_level: Some(session.log_level()),
+        subscriber: Some(session.id.clone()),
         ..context
     };
     let cancelled = session.track(&id);
@@ -244,11 +259,17 @@ pub fn get(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
     }
     let (sender, response) = body::event_stream(answer::STREAM_BUFFER);
     let notifications = app.gateway.subscribe();
-    tokio::spawn(notification_stream(session, notifications, sender));
+    tokio::spawn(notification_stream(
+        app.gateway.clone(),
+        session,
+        notifications,
+        sender,
+    ));
     response
 }
 
 async fn notification_stream(
+    gateway: Arc<Gateway>,
     session: Arc<Session>,
     mut notifications: tokio::sync::broadcast::Receiver<Value>,
     sender: mpsc::Sender<Bytes>,
@@ -257,7 +278,7 @@ async fn notification_stream(
     loop {
         let chunk = tokio::select! {
             received = notifications.recv() => match received {
-                Ok(message) if session.wants(&message) => {
+                Ok(message) if session.wants(&message) && gateway.reaches(&session.id, &message) => {
                     sse::encode_message(&serde_json::to_vec(&message).expect("BUG: JSON always serializes"))
                 }
                 Ok(_) => continue,

@@ -18,8 +18,8 @@ pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
 /// One client session.
 pub struct Session {
-    /// `Mcp-Session-Id`.
-    pub id: String,
+    /// `Mcp-Session-Id` (also its name as a resource subscriber).
+    pub id: Arc<str>,
     /// The revision agreed in `initialize`.
     pub protocol_version: &'static str,
     closed: CancellationToken,
@@ -37,7 +37,7 @@ impl Session {
     fn new(protocol_version: &'static str) -> Self {
         let closed = CancellationToken::new();
         Self {
-            id: format!("{:032x}", rand::random::<u128>()),
+            id: format!("{:032x}", rand::random::<u128>()).into(),
             protocol_version,
             streams: closed.child_token(),
             closed,
@@ -123,7 +123,7 @@ impl Sessions {
     /// Creates a session for a client that agreed on `protocol_version`.
     pub fn create(&self, protocol_version: &'static str) -> Arc<Session> {
         let session = Arc::new(Session::new(protocol_version));
-        self.map.insert(session.id.clone(), session.clone());
+        self.map.insert(session.id.to_string(), session.clone());
         session
     }
 

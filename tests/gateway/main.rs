@@ -9,4 +9,5 @@ mod protocol;
 mod reload;
 mod resilience;
 mod stateless;
+mod subscriptions;
 mod support;

@@ -344,18 +344,25 @@ impl EventStream {
     /// The next JSON-RPC message on the stream (comments and keep-alives skipped); panics after
     /// [`WAIT`] or when the stream ends.
     pub async fn next_message(&mut self) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        self.next_message_within(WAIT)
+            .await
+            .expect("no event on the stream in time")
+    }
+
+    /// The next JSON-RPC message within `limit`, or `None`; panics when the stream ends.
+    pub async fn next_message_within(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let event: String = self.buffer.drain(..end + 2).collect();
                 if let Some(message) = sse_messages(&event).pop() {
-                    return message;
+                    return Some(message);
                 }
                 continue;
             }
             let frame = tokio::time::timeout_at(deadline, self.body.frame())
                 .await
-                .expect("no event on the stream in time")
+                .ok()?
                 .expect("the stream ended")
                 .unwrap();
             if let Ok(data) = frame.into_data() {
