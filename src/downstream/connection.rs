@@ -37,8 +37,13 @@ fn envelope() -> Value {
 fn listen_request() -> Value {
     let notifications =
         json!({"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true});
+    listen_for(Value::from("nexus-listen"), notifications)
+}
+
+/// A `subscriptions/listen` request with `id` (a string, see [`listen_request`]).
+fn listen_for(id: Value, notifications: Value) -> Value {
     jsonrpc::request(
-        Value::from("nexus-listen"),
+        id,
         "subscriptions/listen",
         json!({"notifications": notifications, "_meta": envelope()}),
     )
@@ -91,7 +96,8 @@ impl Connection {
             connection
                 .link
                 .set_protocol_version(era::STATELESS_REVISIONS[0]);
-            connection.link.listen(listen_request());
+            let stop = connection.lifeline.token();
+            connection.link.listen(listen_request(), stop);
         } else {
             connection.initialize(timeout).await?;
         }
@@ -237,6 +243,38 @@ impl Connection {
         into_result(response.ok_or_else(|| self.timed_out(method, timeout))?)
     }
 
+    /// Starts watching a resource: `resources/subscribe` in the handshake era, a
+    /// `subscriptions/listen` stream of its own in the stateless one (which has no subscribe
+    /// method). The updates arrive as server notifications.
+    pub async fn watch(&self, uri: &str, timeout: Duration) -> Result<Watch, RpcError> {
+        if !self.stateless {
+            let params = json!({"uri": uri});
+            self.request_inner("resources/subscribe", Some(params), timeout)
+                .await?;
+            return Ok(Watch::Subscribed(uri.to_owned()));
+        }
+        let stop = self.lifeline.token().child_token();
+        let id = format!("nexus-watch-{:016x}", rand::random::<u64>());
+        let filter = json!({"resourceSubscriptions": [uri]});
+        self.link
+            .listen(listen_for(Value::from(id), filter), stop.clone());
+        Ok(Watch::Listening(stop.drop_guard()))
+    }
+
+    /// Ends a [`Watch`]: `resources/unsubscribe`, or closing its listen stream.
+    pub async fn unwatch(&self, watch: Watch, timeout: Duration) -> Result<(), RpcError> {
+        match watch {
+            Watch::Subscribed(uri) => self
+                .request_inner("resources/unsubscribe", Some(json!({"uri": uri})), timeout)
+                .await
+                .map(drop),
+            Watch::Listening(guard) => {
+                drop(guard);
+                Ok(())
+            }
+        }
+    }
+
     /// Sends a notification (none exist from client to server in the stateless revision,
     /// where cancelling is closing the stream: those are dropped).
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
@@ -272,6 +310,14 @@ impl Connection {
             ),
         )
     }
+}
+
+/// A downstream subscription to one resource (see [`Connection::watch`]).
+pub enum Watch {
+    /// Subscribed with `resources/subscribe` (handshake era).
+    Subscribed(String),
+    /// A `subscriptions/listen` stream, closed when the guard drops (stateless era).
+    Listening(tokio_util::sync::DropGuard),
 }
 
 /// Per-call choices made by the front end.

@@ -82,6 +82,11 @@ impl StdioLink {
             .map_err(|_| TransportError::Closed("the process's stdin is closed".into()))
     }
 
+    /// A handle on the stdin queue, for messages sent later by other tasks.
+    pub fn writer(&self) -> mpsc::UnboundedSender<Bytes> {
+        self.writer.clone()
+    }
+
     /// Stops the child: close stdin, then SIGTERM, then SIGKILL, each after a grace period.
     pub async fn close(&self) {
         let stop = self

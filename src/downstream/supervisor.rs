@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{Call, CallOptions, Connection};
+use super::connection::{Call, CallOptions, Connection, Watch};
 use super::dispatch::Dispatcher;
 use super::http::{HttpClient, HttpLink};
 use super::link::{Lifeline, Link, TransportError};
@@ -125,14 +125,20 @@ impl Downstream {
         connection.start(method, params, options).await
     }
 
-    /// A request whose notifications are not wanted, bounded by the configured call timeout.
-    pub async fn request(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+    /// Starts watching a resource on the current connection (see [`Connection::watch`]).
+    pub async fn watch(&self, uri: &str) -> Result<Watch, RpcError> {
         let Some(connection) = self.current.load_full() else {
             return Err(self.not_connected());
         };
-        connection
-            .request(method, Some(params), self.config.call_timeout)
-            .await
+        connection.watch(uri, self.config.call_timeout).await
+    }
+
+    /// Ends a watch (on the current connection: one from before a reconnect is gone anyway).
+    pub async fn unwatch(&self, watch: Watch) -> Result<(), RpcError> {
+        let Some(connection) = self.current.load_full() else {
+            return Ok(());
+        };
+        connection.unwatch(watch, self.config.call_timeout).await
     }
 
     /// Sends a notification to the current connection, if any.

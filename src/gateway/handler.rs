@@ -8,13 +8,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::builtin::{self, EXECUTE, SEARCH};
+use super::subscriptions::resource_not_found;
 use super::{Catalog, Gateway, Relay, Reply, RequestContext};
 use crate::config::{Auth, ToolsMode, Transport};
 use crate::downstream::CallOptions;
-use crate::mcp::jsonrpc::{
-    self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RpcError,
-};
-use super::subscriptions::resource_not_found;
+use crate::mcp::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RpcError};
 
 type Outcome = Result<Reply, RpcError>;
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use super::Gateway;
+use crate::downstream::Watch;
 use crate::mcp::jsonrpc::{self, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError};
 
 /// The notification that is delivered only to a URI's subscribers.
@@ -22,6 +23,8 @@ const UPDATED: &str = "notifications/resources/updated";
 pub struct Subscriptions {
     // A std Mutex: set operations only, never held across `.await`.
     watchers: Mutex<HashMap<String, HashSet<Arc<str>>>>,
+    // The downstream side of each watched URI.
+    watches: Mutex<HashMap<String, Watch>>,
 }
 
 impl Subscriptions {
@@ -67,16 +70,28 @@ impl Subscriptions {
             .is_some_and(|set| set.contains(subscriber))
     }
 
+    fn keep(&self, uri: &str, watch: Watch) {
+        lock(&self.watches).insert(uri.to_owned(), watch);
+    }
+
+    fn take(&self, uri: &str) -> Option<Watch> {
+        lock(&self.watches).remove(uri)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<Arc<str>>>> {
-        // Each operation leaves the map consistent, so a poisoned lock is still usable.
-        self.watchers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.watchers)
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each operation leaves the maps consistent, so a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl Gateway {
-    /// Subscribes `subscriber` to `uri`, subscribing downstream if it is the first.
+    /// Subscribes `subscriber` to `uri`, watching it downstream if it is the first.
     pub async fn subscribe_resource(
         &self,
         subscriber: &Arc<str>,
@@ -85,41 +100,42 @@ impl Gateway {
         let server = self.subscription_server(uri)?;
         if self.subscriptions.add(uri, subscriber) {
             let downstream = &self.catalog().members[server].downstream;
-            let asked = downstream
-                .request("resources/subscribe", json!({"uri": uri}))
-                .await;
-            if let Err(error) = asked {
-                self.subscriptions.remove(uri, subscriber);
-                return Err(error);
+            match downstream.watch(uri).await {
+                Ok(watch) => self.subscriptions.keep(uri, watch),
+                Err(error) => {
+                    self.subscriptions.remove(uri, subscriber);
+                    return Err(error);
+                }
             }
         }
         Ok(())
     }
 
-    /// Unsubscribes `subscriber` from `uri`, unsubscribing downstream after the last one.
+    /// Unsubscribes `subscriber` from `uri`, ending the downstream watch after the last one.
     pub async fn unsubscribe_resource(&self, subscriber: &str, uri: &str) -> Result<(), RpcError> {
         let server = self.subscription_server(uri)?;
-        if self.subscriptions.remove(uri, subscriber) {
+        if self.subscriptions.remove(uri, subscriber)
+            && let Some(watch) = self.subscriptions.take(uri)
+        {
             let downstream = &self.catalog().members[server].downstream;
-            downstream
-                .request("resources/unsubscribe", json!({"uri": uri}))
-                .await?;
+            downstream.unwatch(watch).await?;
         }
         Ok(())
     }
 
     /// Drops every subscription of a subscriber that is gone (session ended, listen stream
-    /// closed); downstream subscriptions nobody needs any more end in the background.
+    /// closed); downstream watches nobody needs any more end in the background.
     pub fn forget_subscriber(&self, subscriber: &str) {
         for uri in self.subscriptions.remove_everywhere(subscriber) {
-            let Ok(server) = self.subscription_server(&uri) else {
+            let (Ok(server), Some(watch)) = (
+                self.subscription_server(&uri),
+                self.subscriptions.take(&uri),
+            ) else {
                 continue;
             };
             let downstream = self.catalog().members[server].downstream.clone();
             tokio::spawn(async move {
-                let _ = downstream
-                    .request("resources/unsubscribe", json!({"uri": uri}))
-                    .await;
+                let _ = downstream.unwatch(watch).await;
             });
         }
     }
