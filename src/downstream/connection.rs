@@ -17,10 +17,19 @@ use crate::mcp::version::LATEST_HANDSHAKE;
 /// for a handshake-era server (some ignore requests before `initialize`).
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The client capabilities the gateway advertises downstream: none it could not honour
-/// (sampling, elicitation and roots are not relayed).
+/// The client capabilities the gateway declares in stateless requests of its own: none, since
+/// it does not turn `input_required` results into client requests; a stateless client's call
+/// carries that client's own capabilities instead ([`CallOptions::client_capabilities`]).
 fn client_capabilities() -> Value {
     json!({})
+}
+
+/// The client capabilities the gateway advertises to handshake-era downstreams: those it
+/// relays to the client of the call that asked (form elicitation, sampling, roots). Roots are
+/// per client but the downstream's session is shared, so `roots/list` is answered by the
+/// client of the call in flight, and no `listChanged` is promised.
+fn relayed_capabilities() -> Value {
+    json!({"sampling": {}, "elicitation": {"form": {}}, "roots": {}})
 }
 
 /// The `_meta` envelope of every stateless request the gateway sends.
@@ -63,7 +72,7 @@ pub struct Peer {
 /// A live session with one downstream.
 pub struct Connection {
     server: Arc<str>,
-    link: Link,
+    link: Arc<Link>,
     dispatcher: Arc<Dispatcher>,
     lifeline: Arc<Lifeline>,
     peer: Peer,
@@ -76,7 +85,7 @@ impl Connection {
     /// else the `initialize` handshake.
     pub async fn establish(
         server: Arc<str>,
-        link: Link,
+        link: Arc<Link>,
         dispatcher: Arc<Dispatcher>,
         lifeline: Arc<Lifeline>,
         timeout: Duration,
@@ -142,7 +151,7 @@ impl Connection {
     async fn initialize(&mut self, timeout: Duration) -> Result<(), RpcError> {
         let params = json!({
             "protocolVersion": LATEST_HANDSHAKE,
-            "capabilities": client_capabilities(),
+            "capabilities": relayed_capabilities(),
             "clientInfo": {"name": "nexus", "version": env!("CARGO_PKG_VERSION")},
         });
         let result = self
@@ -162,7 +171,7 @@ impl Connection {
             info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
         };
         self.notify("notifications/initialized", None).await?;
-        if let Link::Http(link) = &self.link {
+        if let Link::Http(link) = self.link.as_ref() {
             link.open_notification_stream();
         }
         Ok(())

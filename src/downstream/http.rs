@@ -230,10 +230,7 @@ impl HttpLink {
             single => vec![single],
         };
         for message in messages {
-            if let Some(reply) = self.0.dispatcher.dispatch(message, call) {
-                let link = self.clone();
-                tokio::spawn(async move { link.post(&reply, None, None).await });
-            }
+            self.0.dispatcher.dispatch(message, call);
         }
     }
 }

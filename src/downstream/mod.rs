@@ -13,5 +13,5 @@ pub mod stdio;
 pub mod supervisor;
 
 pub use connection::{Call, CallOptions, Watch};
-pub use dispatch::CallEvent;
+pub use dispatch::{CallEvent, ServerRequest};
 pub use supervisor::{Change, Downstream, Events, Lists};

@@ -51,12 +51,7 @@ impl StdioLink {
         let close_stdin = CancellationToken::new();
         tokio::spawn(write_loop(stdin, queue, close_stdin.clone()));
         let stdout_closed = CancellationToken::new();
-        tokio::spawn(read_loop(
-            stdout,
-            dispatcher.clone(),
-            writer.clone(),
-            stdout_closed.clone(),
-        ));
+        tokio::spawn(read_loop(stdout, dispatcher.clone(), stdout_closed.clone()));
         let waiter = Waiter {
             server: server.clone(),
             dispatcher,
@@ -159,7 +154,6 @@ async fn write_loop(
 async fn read_loop(
     stdout: ChildStdout,
     dispatcher: Arc<Dispatcher>,
-    writer: mpsc::UnboundedSender<Bytes>,
     stdout_closed: CancellationToken,
 ) {
     let mut lines = BufReader::new(stdout).lines();
@@ -168,11 +162,7 @@ async fn read_loop(
             tracing::debug!("ignoring a stdout line that is not JSON");
             continue;
         };
-        if let Some(reply) = dispatcher.dispatch(message, None) {
-            let mut line = serde_json::to_vec(&reply).expect("BUG: a JSON value always serializes");
-            line.push(b'\n');
-            let _ = writer.send(Bytes::from(line));
-        }
+        dispatcher.dispatch(message, None);
     }
     stdout_closed.cancel();
 }

@@ -264,9 +264,11 @@ impl Downstream {
         &self,
         notifications: mpsc::UnboundedSender<Value>,
     ) -> Result<Arc<Connection>, String> {
-        let dispatcher = Arc::new(Dispatcher::new(notifications));
+        let (replies, replied) = mpsc::unbounded_channel();
+        let dispatcher = Arc::new(Dispatcher::new(notifications, replies));
         let lifeline = Lifeline::new();
-        let link = self.open_link(&dispatcher, &lifeline).await?;
+        let link = Arc::new(self.open_link(&dispatcher, &lifeline).await?);
+        tokio::spawn(send_replies(link.clone(), replied, lifeline.clone()));
         let timeout = self.config.call_timeout;
         let established = Connection::establish(
             self.name.clone(),
@@ -424,6 +426,21 @@ impl Lists {
             templates: other.templates.clone(),
             capabilities: other.capabilities.clone(),
         }
+    }
+}
+
+/// Sends the connection's replies to its downstream's requests, in order, while it lives.
+async fn send_replies(
+    link: Arc<Link>,
+    mut replies: mpsc::UnboundedReceiver<Value>,
+    lifeline: Arc<Lifeline>,
+) {
+    let token = lifeline.token();
+    while let Some(reply) = tokio::select! {
+        reply = replies.recv() => reply,
+        _ = token.cancelled() => None,
+    } {
+        let _ = link.send(&reply, None, None).await;
     }
 }
 

@@ -23,7 +23,7 @@ use crate::downstream::{Change, Downstream, Events};
 use crate::mcp::jsonrpc;
 use crate::tls::{ClientContext, Connector, TlsError};
 pub use catalog::Catalog;
-pub use relay::Relay;
+pub use relay::{Outgoing, Relay};
 
 /// How many server notifications a slow client may fall behind before it misses some.
 const BROADCAST_CAPACITY: usize = 1024;

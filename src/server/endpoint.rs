@@ -87,8 +87,11 @@ async fn post_one(
             notification(&session, &message);
             body::empty(StatusCode::ACCEPTED)
         }
-        // Answers to server-to-client requests: the gateway sends none to clients yet.
-        Some(Kind::Response) => body::empty(StatusCode::ACCEPTED),
+        // The client's answer to a downstream's request the gateway forwarded.
+        Some(Kind::Response) => {
+            session.answer(message);
+            body::empty(StatusCode::ACCEPTED)
+        }
         None => body::rpc_error(
             StatusCode::BAD_REQUEST,
             INVALID_REQUEST,
@@ -106,7 +109,11 @@ fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
         .pointer("/params/protocolVersion")
         .and_then(Value::as_str);
     let agreed = version::negotiate(requested);
-    let session = app.sessions.create(agreed);
+    let capabilities = message
+        .pointer("/params/capabilities")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let session = app.sessions.create(agreed, capabilities);
     forget_when_closed(app, &session);
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let mut response = body::json(
@@ -207,8 +214,9 @@ async fn request(
             body::json(StatusCode::OK, &response)
         }
         Reply::Relayed(relay) => {
+            let asks = Some(session.clone());
             let done = move || session.untrack(&id);
-            answer::relayed(relay, Era::Handshake, streaming, cancelled, done).await
+            answer::relayed(relay, Era::Handshake, streaming, asks, cancelled, done).await
         }
     }
 }
@@ -227,7 +235,7 @@ async fn post_batch(
                 responses.push(match reply {
                     Reply::Immediate(response) => response,
                     Reply::Relayed(mut relay) => {
-                        answer::next_message(&mut relay, Era::Handshake, false).await
+                        answer::next_message(&mut relay, Era::Handshake, false, None).await
                     }
                 });
             }

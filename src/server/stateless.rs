@@ -210,7 +210,8 @@ async fn relay(
         }
         // No session, so nothing to cancel by notification: closing the stream cancels.
         Reply::Relayed(relay) => {
-            answer::relayed(relay, shape, streaming, CancellationToken::new(), || ()).await
+            let cancelled = CancellationToken::new();
+            answer::relayed(relay, shape, streaming, None, cancelled, || ()).await
         }
     }
 }

@@ -8,6 +8,7 @@ mod inspector;
 mod protocol;
 mod reload;
 mod resilience;
+mod server_requests;
 mod stateless;
 mod subscriptions;
 mod support;
