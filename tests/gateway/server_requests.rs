@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, Server, everything_stdio_cmd, ok, python_client, text};
+use crate::support::{
+    Gateway, Server, everything_stdio_cmd, everything_unprefixed, ok, python_client, text,
+};
 
 /// Calls the sampling and elicitation tools with a client that answers both.
 async fn ask_the_client(url: &str) -> Value {
@@ -48,10 +50,7 @@ fn check(run: &Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sampling_and_elicitation_reach_the_client_over_stdio() {
-    let toml = format!(
-        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.everything]\ncmd = {}\n",
-        everything_stdio_cmd()
-    );
+    let toml = everything_unprefixed(&format!("cmd = {}", everything_stdio_cmd()));
     let gateway = Gateway::start(&toml, 1).await;
     check(&ask_the_client(&gateway.url).await);
     gateway.stop().await;
@@ -60,10 +59,7 @@ async fn sampling_and_elicitation_reach_the_client_over_stdio() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sampling_and_elicitation_reach_the_client_over_streamable_http() {
     let everything = Server::everything_http().await;
-    let toml = format!(
-        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.everything]\nurl = \"{}\"\n",
-        everything.url()
-    );
+    let toml = everything_unprefixed(&format!("url = \"{}\"", everything.url()));
     let gateway = Gateway::start(&toml, 1).await;
     check(&ask_the_client(&gateway.url).await);
     gateway.stop().await;
@@ -71,10 +67,7 @@ async fn sampling_and_elicitation_reach_the_client_over_streamable_http() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_without_the_capability_is_not_asked() {
-    let toml = format!(
-        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.everything]\ncmd = {}\n",
-        everything_stdio_cmd()
-    );
+    let toml = everything_unprefixed(&format!("cmd = {}", everything_stdio_cmd()));
     let gateway = Gateway::start(&toml, 1).await;
     let steps = json!([
         {"op": "call_tool", "name": "trigger-sampling-request", "arguments": {"prompt": "Say hi"}},

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{EventStream, Gateway, RawSession, everything_stdio_cmd};
+use crate::support::{
+    EventStream, Gateway, RawSession, everything_stdio_cmd, everything_unprefixed,
+};
 
 /// A URI server-everything lists (it sends updates for subscribed URIs every 5 s once
 /// `toggle-subscriber-updates` was called).
@@ -25,10 +27,7 @@ async fn next_update(stream: &mut EventStream, limit: Duration) -> Option<Value>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn resource_updates_reach_only_subscribed_sessions() {
-    let toml = format!(
-        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.everything]\ncmd = {}\n",
-        everything_stdio_cmd()
-    );
+    let toml = everything_unprefixed(&format!("cmd = {}", everything_stdio_cmd()));
     let gateway = Gateway::start(&toml, 1).await;
     let (subscribed, bystander) = (
         RawSession::open(&gateway.url).await,

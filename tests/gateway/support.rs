@@ -86,6 +86,14 @@ pub fn everything_stdio_cmd() -> String {
     toml_array(&[node.to_str().unwrap(), js.to_str().unwrap(), "stdio"])
 }
 
+/// server-everything as the only downstream, names unprefixed; `target` is its `cmd = …` or
+/// `url = …` line.
+pub fn everything_unprefixed(target: &str) -> String {
+    format!(
+        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.everything]\n{target}\n"
+    )
+}
+
 /// A free loopback port (bound, then released; the race is harmless on loopback in tests).
 pub async fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
