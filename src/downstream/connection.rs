@@ -17,10 +17,19 @@ use crate::mcp::version::LATEST_HANDSHAKE;
 /// for a handshake-era server (some ignore requests before `initialize`).
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The client capabilities the gateway advertises downstream: none it could not honour
-/// (sampling, elicitation and roots are not relayed).
+/// The client capabilities the gateway declares in stateless requests of its own: none, since
+/// it does not turn `input_required` results into client requests; a stateless client's call
+/// carries that client's own capabilities instead ([`CallOptions::client_capabilities`]).
 fn client_capabilities() -> Value {
     json!({})
+}
+
+/// The client capabilities the gateway advertises to handshake-era downstreams: those it
+/// relays to the client of the call that asked (form elicitation, sampling, roots). Roots are
+/// per client but the downstream's session is shared, so `roots/list` is answered by the
+/// client of the call in flight, and no `listChanged` is promised.
+fn relayed_capabilities() -> Value {
+    json!({"sampling": {}, "elicitation": {"form": {}}, "roots": {}})
 }
 
 /// The `_meta` envelope of every stateless request the gateway sends.
@@ -37,8 +46,13 @@ fn envelope() -> Value {
 fn listen_request() -> Value {
     let notifications =
         json!({"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true});
+    listen_for(Value::from("nexus-listen"), notifications)
+}
+
+/// A `subscriptions/listen` request with `id` (a string, see [`listen_request`]).
+fn listen_for(id: Value, notifications: Value) -> Value {
     jsonrpc::request(
-        Value::from("nexus-listen"),
+        id,
         "subscriptions/listen",
         json!({"notifications": notifications, "_meta": envelope()}),
     )
@@ -58,7 +72,7 @@ pub struct Peer {
 /// A live session with one downstream.
 pub struct Connection {
     server: Arc<str>,
-    link: Link,
+    link: Arc<Link>,
     dispatcher: Arc<Dispatcher>,
     lifeline: Arc<Lifeline>,
     peer: Peer,
@@ -71,7 +85,7 @@ impl Connection {
     /// else the `initialize` handshake.
     pub async fn establish(
         server: Arc<str>,
-        link: Link,
+        link: Arc<Link>,
         dispatcher: Arc<Dispatcher>,
         lifeline: Arc<Lifeline>,
         timeout: Duration,
@@ -91,7 +105,8 @@ impl Connection {
             connection
                 .link
                 .set_protocol_version(era::STATELESS_REVISIONS[0]);
-            connection.link.listen(listen_request());
+            let stop = connection.lifeline.token();
+            connection.link.listen(listen_request(), stop);
         } else {
             connection.initialize(timeout).await?;
         }
@@ -136,7 +151,7 @@ impl Connection {
     async fn initialize(&mut self, timeout: Duration) -> Result<(), RpcError> {
         let params = json!({
             "protocolVersion": LATEST_HANDSHAKE,
-            "capabilities": client_capabilities(),
+            "capabilities": relayed_capabilities(),
             "clientInfo": {"name": "nexus", "version": env!("CARGO_PKG_VERSION")},
         });
         let result = self
@@ -156,7 +171,7 @@ impl Connection {
             info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
         };
         self.notify("notifications/initialized", None).await?;
-        if let Link::Http(link) = &self.link {
+        if let Link::Http(link) = self.link.as_ref() {
             link.open_notification_stream();
         }
         Ok(())
@@ -237,6 +252,38 @@ impl Connection {
         into_result(response.ok_or_else(|| self.timed_out(method, timeout))?)
     }
 
+    /// Starts watching a resource: `resources/subscribe` in the handshake era, a
+    /// `subscriptions/listen` stream of its own in the stateless one (which has no subscribe
+    /// method). The updates arrive as server notifications.
+    pub async fn watch(&self, uri: &str, timeout: Duration) -> Result<Watch, RpcError> {
+        if !self.stateless {
+            let params = json!({"uri": uri});
+            self.request_inner("resources/subscribe", Some(params), timeout)
+                .await?;
+            return Ok(Watch::Subscribed(uri.to_owned()));
+        }
+        let stop = self.lifeline.token().child_token();
+        let id = format!("nexus-watch-{:016x}", rand::random::<u64>());
+        let filter = json!({"resourceSubscriptions": [uri]});
+        self.link
+            .listen(listen_for(Value::from(id), filter), stop.clone());
+        Ok(Watch::Listening(stop.drop_guard()))
+    }
+
+    /// Ends a [`Watch`]: `resources/unsubscribe`, or closing its listen stream.
+    pub async fn unwatch(&self, watch: Watch, timeout: Duration) -> Result<(), RpcError> {
+        match watch {
+            Watch::Subscribed(uri) => self
+                .request_inner("resources/unsubscribe", Some(json!({"uri": uri})), timeout)
+                .await
+                .map(drop),
+            Watch::Listening(guard) => {
+                drop(guard);
+                Ok(())
+            }
+        }
+    }
+
     /// Sends a notification (none exist from client to server in the stateless revision,
     /// where cancelling is closing the stream: those are dropped).
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
@@ -272,6 +319,14 @@ impl Connection {
             ),
         )
     }
+}
+
+/// A downstream subscription to one resource (see [`Connection::watch`]).
+pub enum Watch {
+    /// Subscribed with `resources/subscribe` (handshake era).
+    Subscribed(String),
+    /// A `subscriptions/listen` stream, closed when the guard drops (stateless era).
+    Listening(tokio_util::sync::DropGuard),
 }
 
 /// Per-call choices made by the front end.

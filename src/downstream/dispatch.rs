@@ -3,6 +3,12 @@
 //! Every transport feeds what it reads into one [`Dispatcher`]. The gateway gives each call its own
 //! numeric id (and, when the client asked for progress, a progress token equal to that id), so
 //! responses and progress find their call by a map lookup, whatever ids clients used.
+//!
+//! A downstream's own requests (sampling, elicitation, roots) go to the call they serve: the
+//! one whose HTTP response stream carried them, or, when the transport has no such streams
+//! (stdio, HTTP+SSE), the only call in flight; with several in flight nothing says which call
+//! asked, so the request is refused. Every reply to the downstream goes out through one
+//! channel, which the connection drains onto its link.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::mcp::jsonrpc::{self, Kind, RpcError};
+use crate::mcp::jsonrpc::{self, INTERNAL_ERROR, Kind, METHOD_NOT_FOUND, RpcError};
 
 /// Something a downstream sent about one in-flight call.
 #[derive(Debug)]
@@ -20,6 +26,60 @@ pub enum CallEvent {
     Notification(Value),
     /// The final response (or an error the gateway made up for it, e.g. the child exited).
     Response(Value),
+    /// A request of the downstream made while serving the call (sampling, elicitation, roots).
+    Request(ServerRequest),
+}
+
+/// A downstream's request waiting for its answer. Dropped unanswered, it answers itself with
+/// an error, so the downstream never waits for a reply that cannot come.
+#[derive(Debug)]
+pub struct ServerRequest {
+    message: Value,
+    replies: mpsc::UnboundedSender<Value>,
+    answered: bool,
+}
+
+impl ServerRequest {
+    /// The request as the downstream sent it.
+    pub fn message(&self) -> &Value {
+        &self.message
+    }
+
+    /// The method, e.g. `sampling/createMessage`.
+    pub fn method(&self) -> &str {
+        jsonrpc::method(&self.message).unwrap_or_default()
+    }
+
+    /// Sends `response` (a client's answer, whatever id it carries) back with the downstream's id.
+    pub fn answer(mut self, mut response: Value) {
+        response["id"] = self.id();
+        self.send(response);
+    }
+
+    /// Answers with an error.
+    pub fn refuse(mut self, code: i64, reason: impl Into<String>) {
+        let error = jsonrpc::error(self.id(), code, reason);
+        self.send(error);
+    }
+
+    fn id(&self) -> Value {
+        self.message.get("id").cloned().unwrap_or(Value::Null)
+    }
+
+    fn send(&mut self, reply: Value) {
+        self.answered = true;
+        let _ = self.replies.send(reply);
+    }
+}
+
+impl Drop for ServerRequest {
+    fn drop(&mut self) {
+        if !self.answered {
+            let reason = format!("the gateway's client did not answer `{}`", self.method());
+            let error = jsonrpc::error(self.id(), INTERNAL_ERROR, reason);
+            self.send(error);
+        }
+    }
 }
 
 /// Pending calls of one downstream connection.
@@ -28,15 +88,21 @@ pub struct Dispatcher {
     pending: Mutex<HashMap<u64, mpsc::UnboundedSender<CallEvent>>>,
     next_id: AtomicU64,
     server_notifications: mpsc::UnboundedSender<Value>,
+    replies: mpsc::UnboundedSender<Value>,
 }
 
 impl Dispatcher {
-    /// A dispatcher whose unaddressed notifications go to `server_notifications`.
-    pub fn new(server_notifications: mpsc::UnboundedSender<Value>) -> Self {
+    /// A dispatcher whose unaddressed notifications go to `server_notifications` and whose
+    /// replies to the downstream go to `replies`.
+    pub fn new(
+        server_notifications: mpsc::UnboundedSender<Value>,
+        replies: mpsc::UnboundedSender<Value>,
+    ) -> Self {
         Self {
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
             server_notifications,
+            replies,
         }
     }
 
@@ -54,8 +120,8 @@ impl Dispatcher {
     }
 
     /// Routes one message read from the downstream. `stream_of` is the call whose HTTP response
-    /// stream carried it, if any. Returns a reply to send back (for server-to-client requests).
-    pub fn dispatch(&self, message: Value, stream_of: Option<u64>) -> Option<Value> {
+    /// stream carried it, if any.
+    pub fn dispatch(&self, message: Value, stream_of: Option<u64>) {
         match jsonrpc::kind(&message) {
             Some(Kind::Response) => {
                 if let Some(id) = message.get("id").and_then(Value::as_u64)
@@ -63,16 +129,42 @@ impl Dispatcher {
                 {
                     let _ = call.send(CallEvent::Response(message));
                 }
-                None
             }
-            Some(Kind::Notification) => {
-                self.route_notification(message, stream_of);
-                None
+            Some(Kind::Notification) => self.route_notification(message, stream_of),
+            Some(Kind::Request) => self.route_request(message, stream_of),
+            None => tracing::debug!("ignoring a message that is not JSON-RPC 2.0"),
+        }
+    }
+
+    /// `ping` is answered here; other requests go to the call they serve, if one can be told.
+    fn route_request(&self, message: Value, stream_of: Option<u64>) {
+        let request = ServerRequest {
+            message,
+            replies: self.replies.clone(),
+            answered: false,
+        };
+        if request.method() == "ping" {
+            let id = request.id();
+            return request.answer(jsonrpc::result(id, serde_json::json!({})));
+        }
+        let pending = self.lock();
+        let call = match stream_of {
+            Some(id) => pending.get(&id),
+            None if pending.len() == 1 => pending.values().next(),
+            None => None,
+        };
+        match call {
+            Some(call) => {
+                // A call that is gone drops the request, which then answers itself.
+                let _ = call.send(CallEvent::Request(request));
             }
-            Some(Kind::Request) => Some(answer_server_request(&message)),
             None => {
-                tracing::debug!("ignoring a message that is not JSON-RPC 2.0");
-                None
+                drop(pending);
+                let method = request.method().to_owned();
+                request.refuse(
+                    METHOD_NOT_FOUND,
+                    format!("the gateway cannot tell which call `{method}` belongs to"),
+                );
             }
         }
     }
@@ -113,21 +205,6 @@ fn progress_token(message: &Value) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
-/// Requests from a downstream: `ping` is answered; anything else (sampling, elicitation, roots)
-/// is refused, since the gateway does not advertise those capabilities to downstreams.
-fn answer_server_request(request: &Value) -> Value {
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    match jsonrpc::method(request) {
-        Some("ping") => jsonrpc::result(id, serde_json::json!({})),
-        Some(method) => jsonrpc::error(
-            id,
-            jsonrpc::METHOD_NOT_FOUND,
-            format!("the gateway does not relay `{method}` requests from downstream servers"),
-        ),
-        None => jsonrpc::error(id, jsonrpc::INVALID_REQUEST, "request without a method"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -135,8 +212,18 @@ mod tests {
     use super::*;
 
     fn dispatcher() -> (Dispatcher, mpsc::UnboundedReceiver<Value>) {
+        dispatcher_with_replies().0
+    }
+
+    type Channels = (
+        (Dispatcher, mpsc::UnboundedReceiver<Value>),
+        mpsc::UnboundedReceiver<Value>,
+    );
+
+    fn dispatcher_with_replies() -> Channels {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (Dispatcher::new(sender), receiver)
+        let (replies, replied) = mpsc::unbounded_channel();
+        ((Dispatcher::new(sender, replies), receiver), replied)
     }
 
     #[test]
@@ -144,7 +231,7 @@ mod tests {
         let (dispatcher, mut server) = dispatcher();
         let (id, mut events) = dispatcher.register();
         let progress = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken": id, "progress": 1}});
-        assert!(dispatcher.dispatch(progress, None).is_none());
+        dispatcher.dispatch(progress, None);
         dispatcher.dispatch(json!({"jsonrpc":"2.0","id": id, "result": {}}), None);
         assert!(matches!(events.try_recv(), Ok(CallEvent::Notification(_))));
         assert!(matches!(events.try_recv(), Ok(CallEvent::Response(_))));
@@ -186,8 +273,38 @@ mod tests {
 
     #[test]
     fn server_ping_is_answered() {
-        let (dispatcher, _server) = dispatcher();
-        let reply = dispatcher.dispatch(json!({"jsonrpc":"2.0","id":"s1","method":"ping"}), None);
-        assert_eq!(reply.unwrap()["result"], json!({}));
+        let ((dispatcher, _server), mut replies) = dispatcher_with_replies();
+        dispatcher.dispatch(json!({"jsonrpc":"2.0","id":"s1","method":"ping"}), None);
+        assert_eq!(replies.try_recv().unwrap()["result"], json!({}));
+    }
+
+    #[test]
+    fn server_requests_reach_their_call_and_answer_with_the_original_id() {
+        let ((dispatcher, _server), mut replies) = dispatcher_with_replies();
+        let (id, mut events) = dispatcher.register();
+        let sampling =
+            json!({"jsonrpc":"2.0","id":"s7","method":"sampling/createMessage","params":{}});
+        dispatcher.dispatch(sampling, Some(id));
+        let Ok(CallEvent::Request(request)) = events.try_recv() else {
+            panic!("no request event")
+        };
+        request.answer(json!({"jsonrpc":"2.0","id":99,"result":{"ok":true}}));
+        assert_eq!(replies.try_recv().unwrap()["id"], "s7");
+    }
+
+    #[test]
+    fn unassociated_or_dropped_server_requests_are_refused() {
+        let ((dispatcher, _server), mut replies) = dispatcher_with_replies();
+        let roots = json!({"jsonrpc":"2.0","id":1,"method":"roots/list"});
+        dispatcher.dispatch(roots.clone(), None);
+        assert_eq!(
+            replies.try_recv().unwrap()["error"]["code"],
+            METHOD_NOT_FOUND
+        );
+        // The only call in flight (stdio) gets it; dropping it unanswered refuses it.
+        let (_, mut events) = dispatcher.register();
+        dispatcher.dispatch(roots, None);
+        drop(events.try_recv());
+        assert_eq!(replies.try_recv().unwrap()["error"]["code"], INTERNAL_ERROR);
     }
 }

@@ -15,6 +15,7 @@ use super::dispatch::Dispatcher;
 use super::link::{Lifeline, TransportError};
 use crate::mcp::{era, sse};
 use crate::tls::Connector;
+use tokio_util::sync::CancellationToken;
 
 /// The pooled hyper client of one downstream.
 pub type HttpClient = hyper_util::client::legacy::Client<Connector, Full<Bytes>>;
@@ -110,11 +111,12 @@ impl HttpLink {
     }
 
     /// Keeps a stateless `subscriptions/listen` request open (re-sent when the server ends
-    /// its stream) while the connection lives; its notifications go to the dispatcher.
-    pub fn listen(&self, request: Value) {
+    /// its stream) until `stop` fires; its notifications go to the dispatcher. Closing the
+    /// stream is how the stateless revision ends a subscription.
+    pub fn listen(&self, request: Value, stop: CancellationToken) {
         let link = self.clone();
         tokio::spawn(async move {
-            let token = link.0.lifeline.token();
+            let token = stop;
             while !token.is_cancelled() {
                 let body =
                     Bytes::from(serde_json::to_vec(&request).expect("BUG: JSON always serializes"));
@@ -126,7 +128,10 @@ impl HttpLink {
                 if !response.status().is_success() || !is_event_stream(&response) {
                     return;
                 }
-                link.pump(response.into_body(), None).await;
+                tokio::select! {
+                    _ = link.pump(response.into_body(), None) => {}
+                    _ = token.cancelled() => return,
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = token.cancelled() => {}
@@ -225,10 +230,7 @@ impl HttpLink {
             single => vec![single],
         };
         for message in messages {
-            if let Some(reply) = self.0.dispatcher.dispatch(message, call) {
-                let link = self.clone();
-                tokio::spawn(async move { link.post(&reply, None, None).await });
-            }
+            self.0.dispatcher.dispatch(message, call);
         }
     }
 }

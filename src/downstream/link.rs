@@ -66,14 +66,24 @@ impl Link {
         }
     }
 
-    /// Opens a stateless downstream's `subscriptions/listen` stream.
-    pub fn listen(&self, request: Value) {
+    /// Opens a stateless downstream's `subscriptions/listen` stream, kept until `stop` fires.
+    pub fn listen(&self, request: Value, stop: CancellationToken) {
         match self {
             Link::Stdio(link) => {
-                // Over stdio the stream's notifications simply arrive on stdout.
+                // Over stdio the stream's notifications simply arrive on stdout; it ends with
+                // a cancellation of the listen request.
                 let _ = link.send(encode_line(&request));
+                let cancelled = crate::mcp::jsonrpc::notification(
+                    "notifications/cancelled",
+                    Some(serde_json::json!({"requestId": request["id"]})),
+                );
+                let writer = link.writer();
+                tokio::spawn(async move {
+                    stop.cancelled().await;
+                    let _ = writer.send(encode_line(&cancelled));
+                });
             }
-            Link::Http(link) => link.listen(request),
+            Link::Http(link) => link.listen(request, stop),
             // HTTP+SSE predates the stateless revision: never reached.
             Link::Sse(_) => {}
         }

@@ -69,15 +69,9 @@ impl SseLink {
             auth,
             lifeline: lifeline.clone(),
         }));
-        let reader = link.clone();
         tokio::spawn(async move {
             let token = lifeline.token();
-            let deliver = |message: Value| {
-                if let Some(reply) = dispatcher.dispatch(message, None) {
-                    let link = reader.clone();
-                    tokio::spawn(async move { link.post(&reply, None).await });
-                }
-            };
+            let deliver = |message: Value| dispatcher.dispatch(message, None);
             tokio::select! {
                 _ = read_events(body, deliver) => lifeline.end("the SSE stream closed"),
                 _ = token.cancelled() => {}

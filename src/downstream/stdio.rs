@@ -51,12 +51,7 @@ impl StdioLink {
         let close_stdin = CancellationToken::new();
         tokio::spawn(write_loop(stdin, queue, close_stdin.clone()));
         let stdout_closed = CancellationToken::new();
-        tokio::spawn(read_loop(
-            stdout,
-            dispatcher.clone(),
-            writer.clone(),
-            stdout_closed.clone(),
-        ));
+        tokio::spawn(read_loop(stdout, dispatcher.clone(), stdout_closed.clone()));
         let waiter = Waiter {
             server: server.clone(),
             dispatcher,
@@ -80,6 +75,11 @@ impl StdioLink {
         self.writer
             .send(line)
             .map_err(|_| TransportError::Closed("the process's stdin is closed".into()))
+    }
+
+    /// A handle on the stdin queue, for messages sent later by other tasks.
+    pub fn writer(&self) -> mpsc::UnboundedSender<Bytes> {
+        self.writer.clone()
     }
 
     /// Stops the child: close stdin, then SIGTERM, then SIGKILL, each after a grace period.
@@ -154,7 +154,6 @@ async fn write_loop(
 async fn read_loop(
     stdout: ChildStdout,
     dispatcher: Arc<Dispatcher>,
-    writer: mpsc::UnboundedSender<Bytes>,
     stdout_closed: CancellationToken,
 ) {
     let mut lines = BufReader::new(stdout).lines();
@@ -163,11 +162,7 @@ async fn read_loop(
             tracing::debug!("ignoring a stdout line that is not JSON");
             continue;
         };
-        if let Some(reply) = dispatcher.dispatch(message, None) {
-            let mut line = serde_json::to_vec(&reply).expect("BUG: a JSON value always serializes");
-            line.push(b'\n');
-            let _ = writer.send(Bytes::from(line));
-        }
+        dispatcher.dispatch(message, None);
     }
     stdout_closed.cancel();
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{Call, CallOptions, Connection};
+use super::connection::{Call, CallOptions, Connection, Watch};
 use super::dispatch::Dispatcher;
 use super::http::{HttpClient, HttpLink};
 use super::link::{Lifeline, Link, TransportError};
@@ -123,6 +123,22 @@ impl Downstream {
             return Err(self.not_connected());
         };
         connection.start(method, params, options).await
+    }
+
+    /// Starts watching a resource on the current connection (see [`Connection::watch`]).
+    pub async fn watch(&self, uri: &str) -> Result<Watch, RpcError> {
+        let Some(connection) = self.current.load_full() else {
+            return Err(self.not_connected());
+        };
+        connection.watch(uri, self.config.call_timeout).await
+    }
+
+    /// Ends a watch (on the current connection: one from before a reconnect is gone anyway).
+    pub async fn unwatch(&self, watch: Watch) -> Result<(), RpcError> {
+        let Some(connection) = self.current.load_full() else {
+            return Ok(());
+        };
+        connection.unwatch(watch, self.config.call_timeout).await
     }
 
     /// Sends a notification to the current connection, if any.
@@ -248,9 +264,11 @@ impl Downstream {
         &self,
         notifications: mpsc::UnboundedSender<Value>,
     ) -> Result<Arc<Connection>, String> {
-        let dispatcher = Arc::new(Dispatcher::new(notifications));
+        let (replies, replied) = mpsc::unbounded_channel();
+        let dispatcher = Arc::new(Dispatcher::new(notifications, replies));
         let lifeline = Lifeline::new();
-        let link = self.open_link(&dispatcher, &lifeline).await?;
+        let link = Arc::new(self.open_link(&dispatcher, &lifeline).await?);
+        tokio::spawn(send_replies(link.clone(), replied, lifeline.clone()));
         let timeout = self.config.call_timeout;
         let established = Connection::establish(
             self.name.clone(),
@@ -408,6 +426,21 @@ impl Lists {
             templates: other.templates.clone(),
             capabilities: other.capabilities.clone(),
         }
+    }
+}
+
+/// Sends the connection's replies to its downstream's requests, in order, while it lives.
+async fn send_replies(
+    link: Arc<Link>,
+    mut replies: mpsc::UnboundedReceiver<Value>,
+    lifeline: Arc<Lifeline>,
+) {
+    let token = lifeline.token();
+    while let Some(reply) = tokio::select! {
+        reply = replies.recv() => reply,
+        _ = token.cancelled() => None,
+    } {
+        let _ = link.send(&reply, None, None).await;
     }
 }
 

@@ -8,12 +8,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::builtin::{self, EXECUTE, SEARCH};
+use super::subscriptions::resource_not_found;
 use super::{Catalog, Gateway, Relay, Reply, RequestContext};
 use crate::config::{Auth, ToolsMode, Transport};
 use crate::downstream::CallOptions;
-use crate::mcp::jsonrpc::{
-    self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RESOURCE_NOT_FOUND, RpcError,
-};
+use crate::mcp::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RpcError};
 
 type Outcome = Result<Reply, RpcError>;
 
@@ -35,7 +34,7 @@ impl Gateway {
             "capabilities": {
                 "tools": {"listChanged": true},
                 "prompts": {"listChanged": true},
-                "resources": {"listChanged": true},
+                "resources": {"listChanged": true, "subscribe": self.offers_subscriptions()},
                 "logging": {},
                 "completions": {},
             },
@@ -68,6 +67,9 @@ impl Gateway {
                 immediate(json!({"resourceTemplates": catalog.templates}))
             }
             "resources/read" => read_resource(&call, params).await,
+            "resources/subscribe" | "resources/unsubscribe" => {
+                self.subscription(method, context, params).await
+            }
             "completion/complete" => complete(&call, params).await,
             "logging/setLevel" => set_level(&catalog, params).await,
             _ => Err(RpcError::new(
@@ -83,6 +85,28 @@ impl Gateway {
             Ok(relayed) => relayed,
             Err(error) => Reply::Immediate(error.to_response(id)),
         }
+    }
+
+    /// `resources/subscribe` and `resources/unsubscribe`, for the request's subscriber.
+    async fn subscription(
+        &self,
+        method: &str,
+        context: &RequestContext,
+        params: Option<Value>,
+    ) -> Outcome {
+        let Some(subscriber) = &context.subscriber else {
+            return Err(RpcError::new(
+                METHOD_NOT_FOUND,
+                format!("Method not found: {method} (needs a session)"),
+            ));
+        };
+        let uri = string_param(params.as_ref().ok_or_else(|| missing("params"))?, "uri")?;
+        if method == "resources/subscribe" {
+            self.subscribe_resource(subscriber, &uri).await?;
+        } else {
+            self.unsubscribe_resource(subscriber, &uri).await?;
+        }
+        immediate(json!({}))
     }
 
     fn listed_tools(&self, catalog: &Catalog) -> Vec<Value> {
@@ -147,11 +171,10 @@ async fn get_prompt(call: &Call<'_>, params: Option<Value>) -> Outcome {
 async fn read_resource(call: &Call<'_>, params: Option<Value>) -> Outcome {
     let params = params.ok_or_else(|| missing("params"))?;
     let uri = string_param(&params, "uri")?;
-    let server = call.catalog.resource(&uri).ok_or_else(|| {
-        let mut error = RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"));
-        error.data = Some(json!({"uri": uri}));
-        error
-    })?;
+    let server = call
+        .catalog
+        .resource(&uri)
+        .ok_or_else(|| resource_not_found(&uri))?;
     relay(call, server, "resources/read", params).await
 }
 

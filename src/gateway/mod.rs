@@ -7,6 +7,7 @@ mod handler;
 pub mod rate_limit;
 pub mod relay;
 pub mod search;
+pub mod subscriptions;
 
 use std::sync::Arc;
 
@@ -23,7 +24,7 @@ use crate::mcp::jsonrpc;
 use crate::metrics::Metrics;
 use crate::tls::{ClientContext, ClientHandle, Connector};
 pub use catalog::Catalog;
-pub use relay::Relay;
+pub use relay::{Outgoing, Relay};
 
 /// How many server notifications a slow client may fall behind before it misses some.
 const BROADCAST_CAPACITY: usize = 1024;
@@ -45,6 +46,8 @@ pub struct RequestContext {
     pub log_level: Option<&'static str>,
     /// A stateless client's declared capabilities (from its request's `_meta`).
     pub client_capabilities: Option<Value>,
+    /// Who subscribes when this request is `resources/subscribe`: the handshake-era session.
+    pub subscriber: Option<Arc<str>>,
 }
 
 /// Why the gateway could not start (or apply a new configuration).
@@ -167,6 +170,7 @@ pub struct Gateway {
     catalog: ArcSwap<Catalog>,
     settings: ArcSwap<Settings>,
     broadcast: broadcast::Sender<Value>,
+    subscriptions: subscriptions::Subscriptions,
     events: Events,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -195,6 +199,7 @@ impl Gateway {
             catalog: ArcSwap::default(),
             settings: ArcSwap::from_pointee(Settings::of(config)),
             broadcast,
+            subscriptions: subscriptions::Subscriptions::default(),
             events,
             metrics,
             shutdown,

@@ -6,8 +6,18 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::downstream::{Call, CallEvent};
+use crate::downstream::{Call, CallEvent, ServerRequest};
 use crate::mcp::jsonrpc::{self, DOWNSTREAM_UNAVAILABLE};
+
+/// What a relay yields for the client.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A notification or the final response, ids and tokens already the client's.
+    Message(Value),
+    /// A request of the downstream for the client (sampling, elicitation, roots): the front end
+    /// gives it an id of its own, or refuses it.
+    Request(ServerRequest),
+}
 
 /// A downstream call relayed to one client request.
 pub struct Relay {
@@ -40,35 +50,41 @@ impl Relay {
         }
     }
 
-    /// The next message for the client: notifications, then the response, then `None`.
-    pub async fn next(&mut self) -> Option<Value> {
+    /// The next thing for the client: notifications and requests, then the response, then
+    /// `None`.
+    pub async fn next(&mut self) -> Option<Outgoing> {
         if self.finished {
             return None;
         }
         let event = tokio::time::timeout_at(self.deadline, self.call.next()).await;
-        match event {
-            Ok(Some(CallEvent::Notification(notification))) => {
-                Some(self.restore_token(notification))
+        let message = match event {
+            Ok(Some(CallEvent::Request(request))) => {
+                // The downstream now waits for the client, who may take long (a person answers
+                // an elicitation): the timeout starts again.
+                self.deadline = Instant::now() + self.timeout;
+                return Some(Outgoing::Request(request));
             }
+            Ok(Some(CallEvent::Notification(notification))) => self.restore_token(notification),
             Ok(Some(CallEvent::Response(mut response))) => {
                 self.finished = true;
                 response["id"] = self.client_id.clone();
-                Some(response)
+                response
             }
             Ok(None) => {
                 self.finished = true;
-                Some(jsonrpc::error(
+                jsonrpc::error(
                     self.client_id.clone(),
                     DOWNSTREAM_UNAVAILABLE,
                     "the downstream connection was lost",
-                ))
+                )
             }
             Err(_) => {
                 self.finished = true;
                 let error = self.call.timed_out(&self.method, self.timeout);
-                Some(error.to_response(self.client_id.clone()))
+                error.to_response(self.client_id.clone())
             }
-        }
+        };
+        Some(Outgoing::Message(message))
     }
 
     /// The id the client gave the request.

@@ -8,8 +8,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use super::body::{self, Body};
-use crate::gateway::Relay;
+use super::session::Session;
+use crate::gateway::{Outgoing, Relay};
 use crate::mcp::jsonrpc::{self, RpcError};
 use crate::mcp::{era, sse};
 
@@ -64,16 +67,20 @@ impl Era {
 }
 
 /// Answers a relayed call. `cancelled` fires when the client cancels it (handshake era's
-/// `notifications/cancelled`); `done` runs once the call is over, however it ended.
+/// `notifications/cancelled`); `done` runs once the call is over, however it ended. The
+/// downstream's requests reach the client only through its `session` (the handshake era),
+/// on this response's stream.
 pub async fn relayed(
     mut relay: Relay,
     era: Era,
     streaming: bool,
+    session: Option<Arc<Session>>,
     cancelled: CancellationToken,
     done: impl FnOnce() + Send + 'static,
 ) -> Response<Body> {
+    let asks = session.as_deref().filter(|_| streaming);
     let first = tokio::select! {
-        first = next_message(&mut relay, era, streaming) => first,
+        first = next_message(&mut relay, era, streaming, asks) => first,
         _ = cancelled.cancelled() => {
             done();
             return cancelled_response(relay.client_id());
@@ -85,20 +92,41 @@ pub async fn relayed(
     }
     let (sender, response) = body::event_stream(STREAM_BUFFER);
     tokio::spawn(async move {
-        stream(relay, era, first, sender, cancelled).await;
+        stream(relay, era, first, sender, session, cancelled).await;
         done();
     });
     response
 }
 
 /// The next message to send. Without SSE (or when the era filters them) notifications are
-/// dropped and only the response is returned.
-pub async fn next_message(relay: &mut Relay, era: Era, streaming: bool) -> Value {
+/// dropped and only the response is returned. The downstream's requests go to `asks` (the
+/// session of a client on an SSE response) or are refused.
+pub async fn next_message(
+    relay: &mut Relay,
+    era: Era,
+    streaming: bool,
+    asks: Option<&Session>,
+) -> Value {
     loop {
-        let message = relay
+        let outgoing = relay
             .next()
             .await
             .expect("BUG: a relay ends with its response");
+        let message = match (outgoing, asks) {
+            (Outgoing::Message(message), _) => message,
+            (Outgoing::Request(request), Some(session)) => match session.forward(request) {
+                Some(request) => return request,
+                None => continue,
+            },
+            (Outgoing::Request(request), None) => {
+                let method = request.method().to_owned();
+                request.refuse(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!("the gateway's client cannot receive `{method}` on this request"),
+                );
+                continue;
+            }
+        };
         let finished = relay.is_finished();
         if let Some(message) = era.shape(message)
             && (streaming || finished)
@@ -113,6 +141,7 @@ async fn stream(
     era: Era,
     first: Value,
     sender: mpsc::Sender<Bytes>,
+    session: Option<Arc<Session>>,
     cancelled: CancellationToken,
 ) {
     let mut next = Some(first);
@@ -127,7 +156,7 @@ async fn stream(
             return;
         }
         next = tokio::select! {
-            message = next_message(&mut relay, era, true) => Some(message),
+            message = next_message(&mut relay, era, true, session.as_deref()) => Some(message),
             _ = cancelled.cancelled() => None,
         };
     }

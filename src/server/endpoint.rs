@@ -18,7 +18,7 @@ use super::answer::{self, Era};
 use super::body::{self, Body};
 use super::session::Session;
 use super::stateless;
-use crate::gateway::{Reply, RequestContext};
+use crate::gateway::{Gateway, Reply, RequestContext};
 use crate::mcp::jsonrpc::{self, INVALID_REQUEST, Kind, PARSE_ERROR};
 use crate::mcp::{sse, version};
 
@@ -87,8 +87,11 @@ async fn post_one(
             notification(&session, &message);
             body::empty(StatusCode::ACCEPTED)
         }
-        // Answers to server-to-client requests: the gateway sends none to clients yet.
-        Some(Kind::Response) => body::empty(StatusCode::ACCEPTED),
+        // The client's answer to a downstream's request the gateway forwarded.
+        Some(Kind::Response) => {
+            session.answer(message);
+            body::empty(StatusCode::ACCEPTED)
+        }
         None => body::rpc_error(
             StatusCode::BAD_REQUEST,
             INVALID_REQUEST,
@@ -106,7 +109,12 @@ fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
         .pointer("/params/protocolVersion")
         .and_then(Value::as_str);
     let agreed = version::negotiate(requested);
-    let session = app.sessions.create(agreed);
+    let capabilities = message
+        .pointer("/params/capabilities")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let session = app.sessions.create(agreed, capabilities);
+    forget_when_closed(app, &session);
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let mut response = body::json(
         StatusCode::OK,
@@ -115,6 +123,19 @@ fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
     let header = HeaderValue::from_str(&session.id).expect("BUG: session ids are hex");
     response.headers_mut().insert(SESSION_HEADER, header);
     response
+}
+
+/// However a session ends (DELETE, expiry), its resource subscriptions end with it.
+fn forget_when_closed(app: &Arc<App>, session: &Session) {
+    let (gateway, closed, id) = (
+        app.gateway.clone(),
+        session.closed().clone(),
+        session.id.clone(),
+    );
+    tokio::spawn(async move {
+        closed.cancelled().await;
+        gateway.forget_subscriber(&id);
+    });
 }
 
 /// The session a request belongs to, or the HTTP error to answer with.
@@ -176,6 +197,7 @@ async fn request(
     }
     let context = RequestContext {
         log_level: Some(session.log_level()),
+        subscriber: Some(session.id.clone()),
         ..context
     };
     let cancelled = session.track(&id);
@@ -192,8 +214,9 @@ async fn request(
             body::json(StatusCode::OK, &response)
         }
         Reply::Relayed(relay) => {
+            let asks = Some(session.clone());
             let done = move || session.untrack(&id);
-            answer::relayed(relay, Era::Handshake, streaming, cancelled, done).await
+            answer::relayed(relay, Era::Handshake, streaming, asks, cancelled, done).await
         }
     }
 }
@@ -212,7 +235,7 @@ async fn post_batch(
                 responses.push(match reply {
                     Reply::Immediate(response) => response,
                     Reply::Relayed(mut relay) => {
-                        answer::next_message(&mut relay, Era::Handshake, false).await
+                        answer::next_message(&mut relay, Era::Handshake, false, None).await
                     }
                 });
             }
@@ -244,11 +267,17 @@ pub fn get(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
     }
     let (sender, response) = body::event_stream(answer::STREAM_BUFFER);
     let notifications = app.gateway.subscribe();
-    tokio::spawn(notification_stream(session, notifications, sender));
+    tokio::spawn(notification_stream(
+        app.gateway.clone(),
+        session,
+        notifications,
+        sender,
+    ));
     response
 }
 
 async fn notification_stream(
+    gateway: Arc<Gateway>,
     session: Arc<Session>,
     mut notifications: tokio::sync::broadcast::Receiver<Value>,
     sender: mpsc::Sender<Bytes>,
@@ -257,7 +286,7 @@ async fn notification_stream(
     loop {
         let chunk = tokio::select! {
             received = notifications.recv() => match received {
-                Ok(message) if session.wants(&message) => {
+                Ok(message) if session.wants(&message) && gateway.reaches(&session.id, &message) => {
                     sse::encode_message(&serde_json::to_vec(&message).expect("BUG: JSON always serializes"))
                 }
                 Ok(_) => continue,

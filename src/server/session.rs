@@ -13,15 +13,24 @@ use dashmap::DashMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::downstream::ServerRequest;
+use crate::mcp::jsonrpc::METHOD_NOT_FOUND;
+
 /// Sessions idle this long are forgotten (clients re-initialize on 404).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
 /// One client session.
 pub struct Session {
-    /// `Mcp-Session-Id`.
-    pub id: String,
+    /// `Mcp-Session-Id` (also its name as a resource subscriber).
+    pub id: Arc<str>,
     /// The revision agreed in `initialize`.
     pub protocol_version: &'static str,
+    /// The `capabilities` the client declared in `initialize`: which downstream requests
+    /// (sampling, elicitation, roots) it may be sent.
+    capabilities: Value,
+    // Gateway-minted request id (as JSON text) -> the downstream request it stands for.
+    asked: Mutex<HashMap<String, ServerRequest>>,
+    next_ask: AtomicU64,
     closed: CancellationToken,
     // A child of `closed`: also cancelled alone at shutdown, which must end GET streams (so
     // connections can drain) but not the requests in flight (they are what draining waits for).
@@ -34,11 +43,14 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(protocol_version: &'static str) -> Self {
+    fn new(protocol_version: &'static str, capabilities: Value) -> Self {
         let closed = CancellationToken::new();
         Self {
-            id: format!("{:032x}", rand::random::<u128>()),
+            id: format!("{:032x}", rand::random::<u128>()).into(),
             protocol_version,
+            capabilities,
+            asked: Mutex::default(),
+            next_ask: AtomicU64::new(1),
             streams: closed.child_token(),
             closed,
             in_flight: Mutex::default(),
@@ -101,16 +113,66 @@ impl Session {
         position as u8 >= self.min_log_level.load(Ordering::Relaxed)
     }
 
+    /// Forwards a downstream's request to this client: returns it with an id minted for the
+    /// session, or refuses it when the client did not declare the capability it needs.
+    pub fn forward(&self, request: ServerRequest) -> Option<Value> {
+        let needed = match request.method() {
+            "sampling/createMessage" => "/sampling",
+            "elicitation/create"
+                if request.message().pointer("/params/mode") == Some(&Value::from("url")) =>
+            {
+                "/elicitation/url"
+            }
+            "elicitation/create" => "/elicitation",
+            "roots/list" => "/roots",
+            method => {
+                let reason = format!("Method not found: {method}");
+                request.refuse(METHOD_NOT_FOUND, reason);
+                return None;
+            }
+        };
+        if self.capabilities.pointer(needed).is_none() {
+            let capability = needed[1..].replace('/', ".");
+            let reason =
+                format!("the gateway's client did not declare the `{capability}` capability");
+            request.refuse(METHOD_NOT_FOUND, reason);
+            return None;
+        }
+        let id = Value::from(format!(
+            "nexus-{}",
+            self.next_ask.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut message = request.message().clone();
+        message["id"] = id.clone();
+        lock(&self.asked).insert(id.to_string(), request);
+        Some(message)
+    }
+
+    /// Takes the client's answer to a forwarded request back to the downstream (answers
+    /// to unknown ids are dropped).
+    pub fn answer(&self, response: Value) {
+        let key = response.get("id").map(Value::to_string).unwrap_or_default();
+        let request = lock(&self.asked).remove(&key);
+        if let Some(request) = request {
+            request.answer(response);
+        }
+    }
+
     /// Marks the session as used now.
     pub fn touch(&self) {
         self.last_seen.store(now(), Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.in_flight)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single inserts and removes: a poisoned map is still consistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Every live session.
@@ -121,9 +183,9 @@ pub struct Sessions {
 
 impl Sessions {
     /// Creates a session for a client that agreed on `protocol_version`.
-    pub fn create(&self, protocol_version: &'static str) -> Arc<Session> {
-        let session = Arc::new(Session::new(protocol_version));
-        self.map.insert(session.id.clone(), session.clone());
+    pub fn create(&self, protocol_version: &'static str, capabilities: Value) -> Arc<Session> {
+        let session = Arc::new(Session::new(protocol_version, capabilities));
+        self.map.insert(session.id.to_string(), session.clone());
         session
     }
 
@@ -192,7 +254,7 @@ mod tests {
     #[test]
     fn cancel_fires_the_tracked_token() {
         let sessions = Sessions::default();
-        let session = sessions.create("2025-11-25");
+        let session = sessions.create("2025-11-25", Value::Null);
         let token = session.track(&json!(7));
         session.cancel(&json!(7));
         assert!(token.is_cancelled());
@@ -205,7 +267,7 @@ mod tests {
     #[test]
     fn shutdown_ends_streams_but_not_requests_in_flight() {
         let sessions = Sessions::default();
-        let session = sessions.create("2025-11-25");
+        let session = sessions.create("2025-11-25", Value::Null);
         let request = session.track(&json!(1));
         sessions.close_all();
         assert!(session.streams_closed().is_cancelled());
@@ -222,7 +284,7 @@ mod tests {
 
     #[test]
     fn log_level_filters_messages_only() {
-        let session = Session::new("2025-11-25");
+        let session = Session::new("2025-11-25", Value::Null);
         session.set_log_level("warning");
         let log =
             |level: &str| json!({"method": "notifications/message", "params": {"level": level}});

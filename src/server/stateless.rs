@@ -27,6 +27,8 @@ const SESSION_HEADER: &str = "mcp-session-id";
 /// How long clients may cache list results: not at all, since a downstream can change its
 /// lists at any moment (clients learn of it through `subscriptions/listen`).
 const LIST_TTL_MS: u64 = 0;
+/// The `subscriptions/listen` filter key listing resource URIs to watch.
+const RESOURCE_SUBSCRIPTIONS: &str = "resourceSubscriptions";
 /// How often an idle subscription stream sends a comment.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 
@@ -74,7 +76,7 @@ pub async fn post(
     let streaming = super::endpoint::accepts_event_stream(headers);
     match method.as_str() {
         "server/discover" => answer_now(&id, discover(app)),
-        "subscriptions/listen" => listen(app, id, &message),
+        "subscriptions/listen" => listen(app, id, &message).await,
         // Removed in 2026-07-28 (log levels travel in each request's `_meta`).
         "ping"
         | "logging/setLevel"
@@ -208,34 +210,62 @@ async fn relay(
         }
         // No session, so nothing to cancel by notification: closing the stream cancels.
         Reply::Relayed(relay) => {
-            answer::relayed(relay, shape, streaming, CancellationToken::new(), || ()).await
+            let cancelled = CancellationToken::new();
+            answer::relayed(relay, shape, streaming, None, cancelled, || ()).await
         }
     }
 }
 
 /// `subscriptions/listen`: the answer is a stream of the notifications the client asked for,
-/// acknowledged first, each tagged with the listen request's id.
-fn listen(app: &Arc<App>, id: Value, message: &Value) -> Response<Body> {
+/// acknowledged first, each tagged with the listen request's id. The stream is a resource
+/// subscriber of its own while it lasts.
+async fn listen(app: &Arc<App>, id: Value, message: &Value) -> Response<Body> {
     let requested = message
         .pointer("/params/notifications")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let honored = honored(&requested);
+    let listener: Arc<str> = format!("listen-{:032x}", rand::random::<u128>()).into();
+    let mut honored = honored(&requested);
+    let uris = subscribe_all(app, &listener, &requested).await;
+    if !uris.is_empty() {
+        honored.insert(RESOURCE_SUBSCRIPTIONS.into(), Value::from(uris));
+    }
     let (sender, response) = body::event_stream(answer::STREAM_BUFFER);
-    let notifications = app.gateway.subscribe();
-    tokio::spawn(serve_listen(
+    let listening = Listening {
+        app: app.clone(),
+        listener,
         id,
         honored,
-        notifications,
-        sender,
-        app.streams_closed.clone(),
-    ));
+    };
+    tokio::spawn(listening.serve(sender));
     response
 }
 
-/// The subset of a subscription filter the gateway serves (list changes; resource updates are
-/// not relayed to stateless clients yet).
+/// Subscribes a listen stream to the `resourceSubscriptions` it asked for; returns the URIs
+/// it got (unknown ones, or ones whose server offers no subscriptions, are left out).
+async fn subscribe_all(
+    app: &App,
+    listener: &Arc<str>,
+    requested: &Map<String, Value>,
+) -> Vec<String> {
+    let asked = requested
+        .get(RESOURCE_SUBSCRIPTIONS)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    let mut subscribed = Vec::new();
+    for uri in asked {
+        if app.gateway.subscribe_resource(listener, uri).await.is_ok() {
+            subscribed.push(uri.to_owned());
+        }
+    }
+    subscribed
+}
+
+/// The subset of a subscription filter the gateway serves: list changes (resource updates are
+/// added by [`subscribe_all`]).
 fn honored(requested: &Map<String, Value>) -> Map<String, Value> {
     [
         "toolsListChanged",
@@ -248,48 +278,72 @@ fn honored(requested: &Map<String, Value>) -> Map<String, Value> {
     .collect()
 }
 
-fn wanted(honored: &Map<String, Value>, method: &str) -> bool {
-    let key = match method {
-        "notifications/tools/list_changed" => "toolsListChanged",
-        "notifications/prompts/list_changed" => "promptsListChanged",
-        "notifications/resources/list_changed" => "resourcesListChanged",
-        _ => return false,
-    };
-    honored.contains_key(key)
-}
-
-async fn serve_listen(
+/// One open `subscriptions/listen` stream.
+struct Listening {
+    app: Arc<App>,
+    listener: Arc<str>,
     id: Value,
     honored: Map<String, Value>,
-    mut notifications: tokio::sync::broadcast::Receiver<Value>,
-    sender: mpsc::Sender<Bytes>,
-    closed: CancellationToken,
-) {
-    let meta = json!({era::SUBSCRIPTION_ID_KEY: id});
-    let ack = jsonrpc::notification(
-        "notifications/subscriptions/acknowledged",
-        Some(json!({"notifications": honored, "_meta": meta})),
-    );
-    if send(&sender, &ack).await.is_err() {
-        return;
-    }
-    loop {
-        let chunk = tokio::select! {
-            received = notifications.recv() => match received {
-                Ok(mut message) if wanted(&honored, jsonrpc::method(&message).unwrap_or_default()) => {
-                    message["params"] = json!({"_meta": meta});
-                    event(&message)
-                }
-                Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return,
-            },
-            _ = tokio::time::sleep(KEEP_ALIVE_EVERY) => Bytes::from_static(sse::KEEP_ALIVE),
-            _ = closed.cancelled() => return,
+}
+
+impl Listening {
+    fn wanted(&self, message: &Value) -> bool {
+        let key = match jsonrpc::method(message).unwrap_or_default() {
+            "notifications/tools/list_changed" => "toolsListChanged",
+            "notifications/prompts/list_changed" => "promptsListChanged",
+            "notifications/resources/list_changed" => "resourcesListChanged",
+            "notifications/resources/updated" => {
+                return self.app.gateway.reaches(&self.listener, message);
+            }
+            _ => return false,
         };
-        if sender.send(chunk).await.is_err() {
+        self.honored.contains_key(key)
+    }
+
+    /// Streams until the client leaves or the gateway shuts down, then drops the stream's
+    /// resource subscriptions.
+    async fn serve(self, sender: mpsc::Sender<Bytes>) {
+        self.stream(&sender).await;
+        self.app.gateway.forget_subscriber(&self.listener);
+    }
+
+    async fn stream(&self, sender: &mpsc::Sender<Bytes>) {
+        let meta = json!({era::SUBSCRIPTION_ID_KEY: self.id});
+        let ack = jsonrpc::notification(
+            "notifications/subscriptions/acknowledged",
+            Some(json!({"notifications": self.honored, "_meta": meta})),
+        );
+        if send(sender, &ack).await.is_err() {
             return;
         }
+        let mut notifications = self.app.gateway.subscribe();
+        let closed = self.app.streams_closed.clone();
+        loop {
+            let chunk = tokio::select! {
+                received = notifications.recv() => match received {
+                    Ok(mut message) if self.wanted(&message) => {
+                        tag(&mut message, &meta);
+                        event(&message)
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = tokio::time::sleep(KEEP_ALIVE_EVERY) => Bytes::from_static(sse::KEEP_ALIVE),
+                _ = closed.cancelled() => return,
+            };
+            if sender.send(chunk).await.is_err() {
+                return;
+            }
+        }
     }
+}
+
+/// Adds the subscription's `_meta` to a notification, keeping its params (a resource URI).
+fn tag(message: &mut Value, meta: &Value) {
+    if !message.get("params").is_some_and(Value::is_object) {
+        message["params"] = json!({});
+    }
+    message["params"]["_meta"] = meta.clone();
 }
 
 async fn send(

@@ -266,6 +266,36 @@ async def listen_for_changes(client: Client, recorder: Recorder, stack: contextl
     stack.callback(task.cancel)
 
 
+def callbacks(args: argparse.Namespace, recorder: Recorder) -> dict[str, Any]:
+    """The server-to-client request handlers the options ask for; each records its request.
+    Without an option the client does not declare that capability."""
+    handlers: dict[str, Any] = {}
+    if args.sampling_reply is not None:
+
+        async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+            recorder.add(None, "request", method="sampling/createMessage", params=to_json(params))
+            content = types.TextContent(type="text", text=args.sampling_reply)
+            return types.CreateMessageResult(role="assistant", content=content, model="test-model")
+
+        handlers["sampling_callback"] = sampling
+    if args.elicitation_action is not None:
+
+        async def elicitation(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+            recorder.add(None, "request", method="elicitation/create", params=to_json(params))
+            content = json.loads(args.elicitation_content) if args.elicitation_action == "accept" else None
+            return types.ElicitResult(action=args.elicitation_action, content=content)
+
+        handlers["elicitation_callback"] = elicitation
+    if args.roots:
+
+        async def roots(context: Any) -> types.ListRootsResult:
+            recorder.add(None, "request", method="roots/list")
+            return types.ListRootsResult(roots=[types.Root(uri=uri) for uri in args.roots])
+
+        handlers["list_roots_callback"] = roots
+    return handlers
+
+
 def ssl_context(args: argparse.Namespace) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=args.cafile)
     if args.cert:
@@ -296,6 +326,7 @@ async def drive(args: argparse.Namespace, steps: list[dict[str, Any]], out: dict
             read_timeout_seconds=args.timeout,
             # No client-side response cache: every step must reach the server under test.
             cache=None,
+            **callbacks(args, recorder),
         )
         async with client, contextlib.AsyncExitStack() as stack:
             out["protocol_version"] = client.protocol_version
@@ -327,6 +358,12 @@ def main() -> int:
     parser.add_argument("--key", help="private key (PEM) of --cert")
     parser.add_argument("--header", action="append", default=[], help="extra HTTP header 'Name: value'")
     parser.add_argument("--timeout", type=float, default=120.0, help="per-request read timeout, s")
+    parser.add_argument("--sampling-reply", help="declare sampling; answer every request with this text")
+    parser.add_argument(
+        "--elicitation-action", choices=["accept", "decline", "cancel"], help="declare elicitation; answer so"
+    )
+    parser.add_argument("--elicitation-content", default="{}", help="JSON content of an accepted elicitation")
+    parser.add_argument("--roots", nargs="*", help="declare roots; list these URIs")
     args = parser.parse_args()
     if bool(args.cert) != bool(args.key):
         parser.error("--cert and --key go together")

@@ -9,6 +9,8 @@ mod pki;
 mod protocol;
 mod reload;
 mod resilience;
+mod server_requests;
 mod stateless;
+mod subscriptions;
 mod support;
 mod tls;

@@ -86,6 +86,14 @@ pub fn everything_stdio_cmd() -> String {
     toml_array(&[node.to_str().unwrap(), js.to_str().unwrap(), "stdio"])
 }
 
+/// server-everything as the only downstream, names unprefixed; `target` is its `cmd = …` or
+/// `url = …` line.
+pub fn everything_unprefixed(target: &str) -> String {
+    format!(
+        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.everything]\n{target}\n"
+    )
+}
+
 /// A free loopback port (bound, then released; the race is harmless on loopback in tests).
 pub async fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -344,18 +352,25 @@ impl EventStream {
     /// The next JSON-RPC message on the stream (comments and keep-alives skipped); panics after
     /// [`WAIT`] or when the stream ends.
     pub async fn next_message(&mut self) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
+        self.next_message_within(WAIT)
+            .await
+            .expect("no event on the stream in time")
+    }
+
+    /// The next JSON-RPC message within `limit`, or `None`; panics when the stream ends.
+    pub async fn next_message_within(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let event: String = self.buffer.drain(..end + 2).collect();
                 if let Some(message) = sse_messages(&event).pop() {
-                    return message;
+                    return Some(message);
                 }
                 continue;
             }
             let frame = tokio::time::timeout_at(deadline, self.body.frame())
                 .await
-                .expect("no event on the stream in time")
+                .ok()?
                 .expect("the stream ended")
                 .unwrap();
             if let Ok(data) = frame.into_data() {
