@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use http::{HeaderMap, Method, StatusCode};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{RawSession, WAIT, fixture_stdio_cmd, free_port, raw, wait_for};
+use crate::support::{RawSession, WAIT, fixture_stdio_cmd, free_port, health_at, wait_for};
 
 #[path = "../seed/expected.rs"]
 mod seed;
@@ -237,15 +236,7 @@ impl Serving {
                 .await
                 .is_ok()
             {
-                let (status, _, body) = raw(
-                    Method::GET,
-                    &format!("{}/health", self.base),
-                    HeaderMap::new(),
-                    None,
-                )
-                .await;
-                assert_eq!(status, StatusCode::OK);
-                let health: Value = serde_json::from_slice(&body).unwrap();
+                let health = health_at(&self.base).await;
                 let downstreams = &health["downstreams"];
                 if downstreams["connected"] == downstreams["total"] {
                     return;

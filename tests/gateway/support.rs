@@ -187,15 +187,7 @@ impl Gateway {
 
     /// `GET /health`.
     pub async fn health(&self) -> Value {
-        let (status, _, body) = raw(
-            Method::GET,
-            &format!("{}/health", self.base),
-            HeaderMap::new(),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
-        serde_json::from_slice(&body).unwrap()
+        health_at(&self.base).await
     }
 
     /// Drains and stops (downstream children included).
@@ -214,6 +206,19 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// `GET {base}/health` of any gateway (in-process or a child), which must answer 200.
+pub async fn health_at(base: &str) -> Value {
+    let (status, _, body) = raw(
+        Method::GET,
+        &format!("{base}/health"),
+        HeaderMap::new(),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    serde_json::from_slice(&body).unwrap()
 }
 
 /// One HTTP request; returns status, headers and the whole body.
