@@ -6,8 +6,11 @@
 //!   legacy SSE), each supervised (timeouts, restart with backoff).
 //! - [`gateway`]: the catalog built from every downstream (naming, routing, search/execute).
 //! - [`server`]: the hyper listener: the MCP endpoint, `/health`, `/metrics`.
+//! - [`service`]: life under systemd: signals, sd_notify readiness and watchdog, journal logs.
+//! - [`cli`]: the command line (shared by the binary and the man page generator).
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod downstream;
 pub mod gateway;
@@ -34,6 +37,10 @@ pub async fn serve(
 ) -> Result<(), gateway::StartError> {
     let gateway = gateway::Gateway::start(&config.mcp)?;
     let app = server::App::new(config, gateway.clone());
+    // Ready: the caller bound the listener, the configuration and TLS material are loaded.
+    let (connected, total) = gateway.status();
+    service::notify::ready(&service::notify::status_text(connected, total));
+    service::notify::spawn_status(gateway.clone(), shutdown.clone());
     server::run(listener, app, shutdown, DRAIN_TIMEOUT).await;
     gateway.stop().await;
     Ok(())

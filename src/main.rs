@@ -1,75 +1,25 @@
 //! The `nexus` binary: parse the command line, then hand over to the library.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use nexus::cli::{Cli, Command};
 use nexus::config;
 use nexus::service::signals::{Request, Signals};
+use nexus::service::{journal, notify};
 
 /// sysexits EX_CONFIG: the configuration is wrong; restarting will not help.
 const EXIT_CONFIG: u8 = 78;
 
-/// An MCP gateway on native OpenSSL: one MCP endpoint for many downstream MCP servers.
-#[derive(Debug, Parser)]
-#[command(name = "nexus", version, about)]
-struct Cli {
-    /// Configuration file [default: ./nexus.toml, then /etc/nexus/nexus.toml].
-    #[arg(short, long, global = true, env = "NEXUS_CONFIG")]
-    config: Option<PathBuf>,
-    /// Address to listen on, overriding `[server] listen_address`.
-    #[arg(short = 'l', long, env = "NEXUS_LISTEN_ADDRESS")]
-    listen_address: Option<SocketAddr>,
-    /// Log filter: a level (error, warn, info, debug, trace) or `target=level,...`.
-    #[arg(long, global = true, default_value = "info", env = "NEXUS_LOG")]
-    log: String,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogStyle::Text)]
-    log_style: LogStyle,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the gateway (the default).
-    Serve,
-    /// Validate the configuration and exit: 0 when valid, 1 with every problem otherwise.
-    Check,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogStyle {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    journal::init(&cli.log, cli.log_style);
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     match cli.command {
         Some(Command::Check) => check(&path),
         Some(Command::Serve) | None => serve(&cli, &path),
-    }
-}
-
-fn init_logging(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|error| {
-        eprintln!("invalid --log filter {:?} ({error}); using `info`", cli.log);
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_style {
-        LogStyle::Text => builder.init(),
-        LogStyle::Json => builder.json().flatten_event(true).init(),
     }
 }
 
@@ -84,7 +34,7 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("{error}");
+            journal::eprint_error(&error.to_string());
             ExitCode::FAILURE
         }
     }
@@ -94,7 +44,7 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
     let mut config = match config::load(path) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("{error}");
+            journal::eprint_error(&error.to_string());
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -107,7 +57,7 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("cannot start the async runtime: {error}");
+            tracing::error!("cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -128,8 +78,11 @@ async fn run(config: config::Config) -> Result<(), String> {
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
     let shutdown = CancellationToken::new();
+    let watchdog = CancellationToken::new();
+    notify::spawn_watchdog(watchdog.clone());
     let mut serving = tokio::spawn({
         let shutdown = shutdown.clone();
+        // `serve` sends READY=1 once the gateway has started on the bound listener.
         async move { nexus::serve(&config, listener, shutdown).await }
     });
     tracing::info!(%address, "listening");
@@ -137,15 +90,22 @@ async fn run(config: config::Config) -> Result<(), String> {
         tokio::select! {
             request = signals.next() => match request {
                 Request::Shutdown => break,
-                Request::Reload => tracing::warn!("SIGHUP: reloading is not supported by this version; restart to apply changes"),
+                Request::Reload => {
+                    notify::reloading();
+                    tracing::warn!("SIGHUP: reloading is not supported by this version; restart to apply changes");
+                    notify::ready("reload not supported; running the configuration loaded at start");
+                }
             },
             // Ends early only when the gateway could not start (e.g. bad TLS material).
             finished = &mut serving => return outcome(finished),
         }
     }
     tracing::info!("shutting down: draining requests in flight, then stopping downstreams");
+    notify::stopping();
     shutdown.cancel();
-    outcome(serving.await)
+    let result = outcome(serving.await);
+    watchdog.cancel();
+    result
 }
 
 fn outcome(

@@ -38,7 +38,14 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
     };
     template::expand_table(&mut doc, "", env, &mut problems);
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut cx = Cx { problems, base };
+    let credentials = env("CREDENTIALS_DIRECTORY")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from);
+    let mut cx = Cx {
+        problems,
+        base,
+        credentials,
+    };
     let config = cx.document(doc, path);
     cx.problems.finish(config)
 }
@@ -83,10 +90,12 @@ fn syntax_problem(problems: &mut Problems<'_>, text: &str, error: &toml::de::Err
     }
 }
 
-/// Resolution state: the problems so far and the directory relative paths are resolved against.
+/// Resolution state: the problems so far and the directories relative paths are resolved against.
 pub(crate) struct Cx<'a> {
     problems: Problems<'a>,
     base: PathBuf,
+    /// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`): relative secret files live there.
+    credentials: Option<PathBuf>,
 }
 
 impl Cx<'_> {
