@@ -24,10 +24,15 @@ fn main() -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
-        Ok(config) => {
+    match config::check_without_credentials(path) {
+        Ok((config, unchecked)) => {
+            let note = if unchecked {
+                "; credentials not visible here, not checked"
+            } else {
+                ""
+            };
             println!(
-                "{}: OK ({} servers)",
+                "{}: OK ({} servers{note})",
                 path.display(),
                 config.mcp.servers.len()
             );

@@ -151,3 +151,38 @@ fn check_errors_under_the_journal_are_prefixed_as_errors() {
     assert!(lines[0].starts_with("<3>") && lines[0].contains("listen_adress"));
     assert!(lines[1].starts_with("<3>1 problem in"));
 }
+
+/// `nexus check` as the unit's `ExecReload=` runs it on systemd 252: `$CREDENTIALS_DIRECTORY`
+/// set but hidden from the process. Credentials are then skipped (the gateway re-reads them);
+/// a visible directory without the credential is still an error.
+#[test]
+fn check_skips_credentials_it_cannot_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nexus.toml");
+    std::fs::write(
+        &config,
+        "[pkcs11]\npin_file = \"hsm-pin\"\n[mcp.servers.a]\ncmd = [\"x\"]\nenv = { T = \"{{ credential.token }}\" }\n",
+    )
+    .unwrap();
+    let check = |credentials: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_nexus"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("CREDENTIALS_DIRECTORY", credentials)
+            .env_remove("JOURNAL_STREAM")
+            .output()
+            .unwrap()
+    };
+    let hidden = check(&dir.path().join("not-visible"));
+    assert!(hidden.status.success(), "{hidden:?}");
+    let stdout = String::from_utf8_lossy(&hidden.stdout);
+    assert!(
+        stdout.contains("OK (1 servers; credentials not visible here, not checked)"),
+        "{stdout}"
+    );
+    let visible = check(dir.path());
+    assert_eq!(visible.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&visible.stderr);
+    assert!(stderr.contains("credential token is not in"), "{stderr}");
+    assert!(stderr.contains("pkcs11.pin_file: file"), "{stderr}");
+}

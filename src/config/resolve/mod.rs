@@ -45,6 +45,7 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         problems,
         base,
         credentials,
+        unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
     };
     let config = cx.document(doc, path);
     cx.problems.finish(config)
@@ -96,6 +97,8 @@ pub(crate) struct Cx<'a> {
     base: PathBuf,
     /// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`): relative secret files live there.
     credentials: Option<PathBuf>,
+    /// Relative secret files in `credentials` are not checked (see `check_without_credentials`).
+    unchecked_credentials: bool,
 }
 
 impl Cx<'_> {
