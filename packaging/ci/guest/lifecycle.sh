@@ -108,7 +108,7 @@ check "STATUS= shows 2/2 downstreams connected" \
 pid=$(prop MainPID)
 check "runs as nexus with no capabilities, no_new_privs and seccomp" \
   bash -c "grep -q '^Uid:.*$(id -u nexus)' /proc/$pid/status && grep -q '^CapEff:.*0000000000000000' /proc/$pid/status && grep -q '^NoNewPrivs:.*1' /proc/$pid/status && grep -q '^Seccomp:.*2' /proc/$pid/status"
-check "journal lines carry priorities (warning for nothing, info for listening)" \
+check "journal priorities: \"listening\" is info, not warning" \
   bash -c "journalctl -u nexus.service -p info --no-pager -o cat | grep -q listening && ! journalctl -u nexus.service -p warning --no-pager -o cat | grep -q listening"
 session=$(mcp open)
 check "MCP session opened through the gateway" test -n "$session"
