@@ -98,6 +98,7 @@ async fn run(config: config::Config) -> Result<(), String> {
                 Request::Reload => {
                     notify::reloading();
                     tracing::warn!("SIGHUP: reloading is not supported by this version; restart to apply changes");
+                    // The status task puts "N/M downstreams connected" back within a second.
                     notify::ready("reload not supported; running the configuration loaded at start");
                 }
             },

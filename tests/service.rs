@@ -92,6 +92,7 @@ fn readiness_watchdog_reload_and_stop_are_announced() {
     let reloading = manager.expect("RELOADING=1");
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
     manager.expect("READY=1");
+    manager.expect("STATUS=0/0 downstreams connected");
 
     signal(&child, Signal::SIGTERM);
     manager.expect("STOPPING=1");

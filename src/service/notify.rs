@@ -8,6 +8,7 @@
 //! downstream that inherits `NOTIFY_SOCKET` cannot mark the service ready or feed its watchdog.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -19,6 +20,10 @@ use crate::gateway::Gateway;
 /// How often the downstream status is polled for `STATUS=`.
 const STATUS_POLL: Duration = Duration::from_secs(1);
 
+/// Set when another `STATUS=` replaced the downstream count (reload, ready): the status task
+/// then sends the count again at its next poll even if it did not change.
+static STATUS_REPLACED: AtomicBool = AtomicBool::new(false);
+
 /// True when a service manager listens (`NOTIFY_SOCKET` is set).
 pub fn enabled() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
@@ -28,6 +33,7 @@ pub fn enabled() -> bool {
 /// after each reload, which also ends a `RELOADING=1`).
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    STATUS_REPLACED.store(true, Ordering::Relaxed);
 }
 
 /// `RELOADING=1` with `MONOTONIC_USEC` (systemd 253+ wants the timestamp; 252 ignores it).
@@ -41,6 +47,7 @@ pub fn reloading() {
         ]),
         Err(_) => send(&[NotifyState::Reloading, NotifyState::Status("reloading")]),
     }
+    STATUS_REPLACED.store(true, Ordering::Relaxed);
 }
 
 /// `STOPPING=1`: the drain has begun.
@@ -78,7 +85,8 @@ pub fn spawn_watchdog(shutdown: CancellationToken) -> Option<JoinHandle<()>> {
 }
 
 /// Keeps `STATUS=` at "N/M downstreams connected", polling `gateway` every second and sending
-/// only changes, until `shutdown`. Does nothing outside systemd.
+/// changes (and the count again after [`ready`] or [`reloading`] replaced it), until
+/// `shutdown`. Does nothing outside systemd.
 pub fn spawn_status(gateway: Arc<Gateway>, shutdown: CancellationToken) -> Option<JoinHandle<()>> {
     spawn_status_with(move || gateway.status(), shutdown)
 }
@@ -100,7 +108,7 @@ where
                 () = shutdown.cancelled() => return,
             }
             let now = poll();
-            if last != Some(now) {
+            if last != Some(now) || STATUS_REPLACED.swap(false, Ordering::Relaxed) {
                 status(&status_text(now.0, now.1));
                 last = Some(now);
             }

@@ -173,6 +173,9 @@ if [ $https = yes ]; then
 fi
 check "systemctl reload succeeds" bash -c 'systemctl reload nexus.service || { journalctl -u nexus.service --no-pager -o cat | tail -5; false; }'
 check "reload keeps the MainPID" bash -c "[ \"\$(systemctl show -p MainPID --value nexus.service)\" = $pid ]"
+want_status="2/2 downstreams connected"; [ $https = yes ] && want_status="3/3 downstreams connected"
+check "STATUS= shows $want_status again after the reload" \
+  wait_for 10 bash -c "[ \"\$(systemctl show -p StatusText --value nexus.service)\" = '$want_status' ]"
 check "a session opened before the reload still works" \
   bash -c "python3 $lib/mcp_call.py $url $session tools/call '{\"name\":\"py__echo\",\"arguments\":{\"text\":\"after-reload\"}}' | grep -q after-reload"
 if [ $https = yes ]; then
