@@ -40,6 +40,38 @@ pub enum Command {
     Serve,
     /// Validate the configuration and exit: 0 when valid, 1 with every problem otherwise.
     Check,
+    /// PKCS#11 tokens: what is needed to write a `pkcs11:` URI.
+    #[command(subcommand)]
+    Pkcs11(Pkcs11Command),
+    /// TLS diagnostics.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+/// `nexus pkcs11 ...`.
+#[derive(Debug, Subcommand)]
+pub enum Pkcs11Command {
+    /// List slots, tokens and objects (labels, ids, key types and sizes); never PINs or keys.
+    List {
+        /// PKCS#11 module [default: `[pkcs11] module_path` of --config].
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// File holding the user PIN, to see private keys [default: `[pkcs11]` pin of --config].
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+    },
+}
+
+/// `nexus tls ...`.
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Connect to HTTPS downstreams with exactly their configured TLS settings and report the
+    /// protocol, cipher, peer chain, verification verdict, client certificate and MCP
+    /// `initialize` result. Exits 1 if any probe failed.
+    Probe {
+        /// Servers to probe (default: every HTTPS downstream).
+        servers: Vec<String>,
+    },
 }
 
 /// How log lines are written (to standard error).

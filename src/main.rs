@@ -1,11 +1,13 @@
 //! The `nexus` binary: parse the command line, then hand over to the library.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use nexus::cli::{Cli, Command};
+use nexus::cli::{Cli, Command, Pkcs11Command, TlsCommand};
 use nexus::config;
 use nexus::service::signals::{Request, Signals};
 use nexus::service::{journal, notify};
@@ -19,6 +21,11 @@ fn main() -> ExitCode {
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     match cli.command {
         Some(Command::Check) => check(&path),
+        Some(Command::Pkcs11(Pkcs11Command::List {
+            ref module,
+            ref pin_file,
+        })) => pkcs11_list(cli.config.as_deref(), module.clone(), pin_file.clone()),
+        Some(Command::Tls(TlsCommand::Probe { ref servers })) => probe(&path, servers),
         Some(Command::Serve) | None => serve(&cli, &path),
     }
 }
@@ -45,6 +52,70 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `nexus pkcs11 list`: `--module`/`--pin-file` win over the `[pkcs11]` table of `--config`.
+fn pkcs11_list(
+    config: Option<&std::path::Path>,
+    module: Option<PathBuf>,
+    pin_file: Option<PathBuf>,
+) -> ExitCode {
+    let defaults = match config.map(config::load) {
+        Some(Ok(config)) => config.pkcs11,
+        Some(Err(error)) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        None => config::Pkcs11Defaults::default(),
+    };
+    let Some(module) = module.or(defaults.module_path) else {
+        eprintln!("{}", nexus::pkcs11::list::no_module_message());
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let pin = match pin_file.map(config::SecretSource::File).or(defaults.pin) {
+        Some(source) => match nexus::pkcs11::list::read_pin(&source) {
+            Ok(pin) => Some(pin),
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let mut out = std::io::stdout().lock();
+    match nexus::pkcs11::list::list(&module, pin.as_ref(), &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(path: &std::path::Path, servers: &[String]) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(nexus::tls::probe::run(&config, servers, &mut out)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("cannot write the report: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
     let mut config = match config::load(path) {
         Ok(config) => config,
@@ -62,11 +133,11 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!("cannot start the async runtime: {error}");
+            eprintln!("cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, path.to_path_buf())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -75,51 +146,80 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn run(config: config::Config) -> Result<(), String> {
+async fn run(config: config::Config, path: PathBuf) -> Result<(), String> {
     let address = config.server.listen_address;
     let mut signals =
         Signals::install().map_err(|error| format!("cannot install signal handlers: {error}"))?;
+    let nexus = Arc::new(nexus::Nexus::start(&config).map_err(|error| error.to_string())?);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
     let shutdown = CancellationToken::new();
-    let watchdog = CancellationToken::new();
-    notify::spawn_watchdog(watchdog.clone());
+    let background = CancellationToken::new();
+    notify::spawn_watchdog(background.clone());
     let mut serving = tokio::spawn({
-        let shutdown = shutdown.clone();
-        // `serve` sends READY=1 once the gateway has started on the bound listener.
-        async move { nexus::serve(&config, listener, shutdown).await }
+        let (nexus, shutdown) = (nexus.clone(), shutdown.clone());
+        async move { nexus.run(listener, shutdown).await }
     });
     tracing::info!(%address, "listening");
+    // Ready: the listener is bound, the configuration and all TLS material are loaded.
+    notify::ready(&status(&nexus));
+    notify::spawn_status_with(
+        {
+            let nexus = nexus.clone();
+            move || nexus.status()
+        },
+        background.clone(),
+    );
     loop {
         tokio::select! {
             request = signals.next() => match request {
                 Request::Shutdown => break,
                 Request::Reload => {
                     notify::reloading();
-                    tracing::warn!("SIGHUP: reloading is not supported by this version; restart to apply changes");
-                    // The status task puts "N/M downstreams connected" back within a second.
-                    notify::ready("reload not supported; running the configuration loaded at start");
+                    reload(&nexus, &path).await;
+                    notify::ready(&status(&nexus));
                 }
             },
-            // Ends early only when the gateway could not start (e.g. bad TLS material).
-            finished = &mut serving => return outcome(finished),
+            finished = &mut serving => {
+                return finished.map_err(|error| format!("the gateway task failed: {error}"));
+            }
         }
     }
     tracing::info!("shutting down: draining requests in flight, then stopping downstreams");
     notify::stopping();
     shutdown.cancel();
-    let result = outcome(serving.await);
-    watchdog.cancel();
+    let result = serving
+        .await
+        .map_err(|error| format!("the gateway task failed: {error}"));
+    background.cancel();
     result
 }
 
-fn outcome(
-    finished: Result<Result<(), nexus::gateway::StartError>, tokio::task::JoinError>,
-) -> Result<(), String> {
-    match finished {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(error) => Err(format!("the gateway task failed: {error}")),
+/// `STATUS=` text for the downstreams of `nexus`.
+fn status(nexus: &nexus::Nexus) -> String {
+    let (connected, total) = nexus.status();
+    notify::status_text(connected, total)
+}
+
+/// SIGHUP: re-read the configuration; a bad one leaves the running one in place.
+async fn reload(nexus: &nexus::Nexus, path: &Path) {
+    let config = match config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!("reload refused, the running configuration stays:\n{error}");
+            return;
+        }
+    };
+    match nexus.reload(&config).await {
+        // Per-server TLS failures were logged where they happened (old material kept).
+        Ok((report, _tls)) => tracing::info!(
+            added = ?report.added,
+            removed = ?report.removed,
+            changed = ?report.changed,
+            kept = report.kept.len(),
+            "configuration reloaded"
+        ),
+        Err(error) => tracing::error!("reload refused, the running configuration stays: {error}"),
     }
 }

@@ -35,6 +35,8 @@ fn an_empty_file_gives_the_defaults() {
     );
     assert_eq!(config.server.health.path, "/health");
     assert!(config.server.health.enabled && config.server.tls.is_none());
+    assert_eq!(config.server.metrics.path, "/metrics");
+    assert!(config.server.metrics.enabled);
     assert_eq!(config.mcp.path, "/mcp");
     assert_eq!(config.mcp.tools, ToolsMode::Search);
     assert_eq!(config.mcp.prefix, PrefixMode::Always);
@@ -197,7 +199,7 @@ fn every_problem_in_a_file_is_reported() {
         report(text),
         [
             "nexus.toml:2:1: server: unknown key `listen` (expected one of `listen_address`, `allowed_hosts`, \
-             `allowed_origins`, `health`, `tls`); fix the spelling or remove it",
+             `allowed_origins`, `health`, `metrics`, `tls`); fix the spelling or remove it",
             "nexus.toml:4:14: mcp.servers.a: server 'a': set exactly one of `cmd` (stdio) or `url` (HTTP); add `cmd \
              = [\"program\", \"arg\"]` for a child process or `url = \"https://host/mcp\"`",
             "nexus.toml:8:24: mcp.servers.b.tls.verify_certs: invalid type: integer `1`, expected a boolean; fix the \
@@ -279,7 +281,7 @@ fn relative_paths_are_relative_to_the_file_and_pkcs11_uris_are_kept() {
         CertSource::Pem(dir.path().join("server.pem"))
     );
     assert!(
-        matches!(&tls.key, KeySource::Pkcs11(uri) if uri == "pkcs11:token=nexus;object=srv;type=private")
+        matches!(&tls.key, KeySource::Pkcs11(key) if key.uri == "pkcs11:token=nexus;object=srv;type=private")
     );
     let Transport::Http(http) = &config.mcp.servers[0].transport else {
         panic!("http expected")
@@ -310,5 +312,23 @@ fn an_unreadable_file_names_the_path() {
             .to_string()
             .starts_with("cannot read /nonexistent/nexus.toml: "),
         "{error}"
+    );
+}
+
+#[test]
+fn metrics_endpoint_can_move_or_be_disabled() {
+    let config = parse("[server.metrics]\npath = \"/internal/metrics\"\n").unwrap();
+    assert_eq!(config.server.metrics.path, "/internal/metrics");
+    assert!(config.server.metrics.enabled);
+    let config = parse("[server.metrics]\nenabled = false\n").unwrap();
+    assert!(!config.server.metrics.enabled);
+}
+
+#[test]
+fn a_metrics_path_without_a_slash_is_rejected() {
+    let lines = report("[server.metrics]\npath = \"metrics\"\n");
+    assert!(
+        lines[0].starts_with("nexus.toml:2:8: server.metrics.path:"),
+        "{lines:?}"
     );
 }

@@ -32,6 +32,8 @@ pub struct Server {
     pub tls: Option<ServerTls>,
     /// `[server.health]`.
     pub health: Health,
+    /// `[server.metrics]`: Prometheus text on the main listener.
+    pub metrics: Health,
     /// `allowed_hosts`: `Host` header values accepted (DNS-rebinding protection). Empty means:
     /// loopback names when listening on loopback, anything otherwise.
     pub allowed_hosts: Vec<String>,
@@ -40,12 +42,12 @@ pub struct Server {
     pub allowed_origins: Vec<String>,
 }
 
-/// `[server.health]`.
+/// `[server.health]` or `[server.metrics]`: an endpoint that can be moved or turned off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     /// `enabled`, default true.
     pub enabled: bool,
-    /// `path`, default `/health`.
+    /// `path`, default `/health` (`/metrics`).
     pub path: String,
 }
 
@@ -84,16 +86,26 @@ pub enum TlsVersion {
 }
 
 /// Where a certificate (leaf then chain) comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CertSource {
     /// A PEM file.
     Pem(PathBuf),
-    /// An RFC 7512 `pkcs11:` URI (certificate stored on the token), kept verbatim.
-    Pkcs11(String),
+    /// A certificate stored on a PKCS#11 token.
+    Pkcs11(Pkcs11Ref),
+}
+
+/// An RFC 7512 `pkcs11:` URI (kept verbatim: it may carry `pin-value`, so never log it whole)
+/// with the `[pkcs11]` defaults its module and PIN fall back to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pkcs11Ref {
+    /// The URI as written.
+    pub uri: String,
+    /// `[pkcs11]` (shared by every reference of one configuration).
+    pub defaults: std::sync::Arc<Pkcs11Defaults>,
 }
 
 /// Where a private key comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KeySource {
     /// A PEM file (PKCS#8, PKCS#1 RSA, SEC1 EC; encrypted PKCS#8 with a password).
     Pem {
@@ -102,8 +114,8 @@ pub enum KeySource {
         /// Passphrase of an encrypted key.
         password: Option<SecretSource>,
     },
-    /// An RFC 7512 `pkcs11:` URI, kept verbatim (it may carry `pin-value`, so never log it whole).
-    Pkcs11(String),
+    /// A key on a PKCS#11 token.
+    Pkcs11(Pkcs11Ref),
 }
 
 /// A secret given inline (usually through `{{ env.X }}`) or as a file to read.
@@ -116,7 +128,7 @@ pub enum SecretSource {
 }
 
 /// `[pkcs11]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pkcs11Defaults {
     /// `module_path`.
     pub module_path: Option<PathBuf>,
@@ -163,7 +175,7 @@ pub enum PrefixMode {
 }
 
 /// One `[mcp.servers.NAME]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Downstream {
     /// The table name.
     pub name: String,
@@ -176,7 +188,7 @@ pub struct Downstream {
 }
 
 /// How the gateway reaches a downstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
     /// `cmd`: a child process speaking MCP over stdin/stdout.
     Stdio(Stdio),
@@ -185,7 +197,7 @@ pub enum Transport {
 }
 
 /// A stdio downstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stdio {
     /// `cmd[0]`.
     pub program: String,
@@ -213,7 +225,7 @@ pub enum StderrTarget {
 }
 
 /// An HTTP downstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Http {
     /// `url` (http or https).
     pub url: http::Uri,
@@ -256,7 +268,7 @@ pub struct RateLimit {
 }
 
 /// `[mcp.servers.NAME.tls]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientTls {
     /// `verify_certs`, `accept_invalid_hostnames`, `root_ca_cert_path`.
     pub verify: Verify,
@@ -289,7 +301,7 @@ pub enum Trust {
 }
 
 /// The certificate the gateway presents to a downstream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientIdentity {
     /// No client certificate.
     None,
@@ -300,4 +312,28 @@ pub enum ClientIdentity {
         /// `client_key_path`, with its passphrase.
         key: KeySource,
     },
+}
+
+// Secrets are compared by value so that a reload notices a changed token or passphrase; the
+// comparison never leaves this module and nothing is printed.
+impl PartialEq for SecretSource {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (Self::Value(a), Self::Value(b)) => a.expose_secret() == b.expose_secret(),
+            (Self::File(a), Self::File(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Auth {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        match (self, other) {
+            (Self::Token(a), Self::Token(b)) => a.expose_secret() == b.expose_secret(),
+            (Self::Forward, Self::Forward) => true,
+            _ => false,
+        }
+    }
 }

@@ -27,17 +27,19 @@ pub(crate) struct RawServer {
     pub allowed_origins: Option<Vec<String>>,
     /// `[server.health]`; default enabled at `/health`.
     pub health: Option<RawHealth>,
+    /// `[server.metrics]`; default enabled at `/metrics`.
+    pub metrics: Option<RawHealth>,
     /// `[server.tls]`; default plain HTTP.
     pub tls: Option<Spanned<RawServerTls>>,
 }
 
-/// `[server.health]`.
+/// `[server.health]` and `[server.metrics]` (same keys).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub(crate) struct RawHealth {
     /// Default true.
     pub enabled: Option<bool>,
-    /// Default `/health`.
+    /// Default `/health` (`/metrics` for `[server.metrics]`).
     pub path: Option<Spanned<String>>,
 }
 

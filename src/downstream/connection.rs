@@ -9,8 +9,40 @@ use tokio::sync::mpsc;
 
 use super::dispatch::{CallEvent, Dispatcher};
 use super::link::{Lifeline, Link};
+use crate::mcp::era;
 use crate::mcp::jsonrpc::{self, DOWNSTREAM_TIMEOUT, DOWNSTREAM_UNAVAILABLE, RpcError};
 use crate::mcp::version::LATEST_HANDSHAKE;
+
+/// How long a downstream may take to answer the `server/discover` probe before it is taken
+/// for a handshake-era server (some ignore requests before `initialize`).
+const DISCOVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The client capabilities the gateway advertises downstream: none it could not honour
+/// (sampling, elicitation and roots are not relayed).
+fn client_capabilities() -> Value {
+    json!({})
+}
+
+/// The `_meta` envelope of every stateless request the gateway sends.
+fn envelope() -> Value {
+    json!({
+        era::PROTOCOL_VERSION_KEY: era::STATELESS_REVISIONS[0],
+        era::CLIENT_CAPABILITIES_KEY: client_capabilities(),
+        "io.modelcontextprotocol/clientInfo": {"name": "nexus", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+/// The request that opens a stateless downstream's notification stream. Its id is a string,
+/// so the dispatcher (which matches numeric ids) never takes the stream's end for a call.
+fn listen_request() -> Value {
+    let notifications =
+        json!({"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true});
+    jsonrpc::request(
+        Value::from("nexus-listen"),
+        "subscriptions/listen",
+        json!({"notifications": notifications, "_meta": envelope()}),
+    )
+}
 
 /// What the downstream said about itself in `initialize`.
 #[derive(Debug, Clone, Default)]
@@ -30,10 +62,13 @@ pub struct Connection {
     dispatcher: Arc<Dispatcher>,
     lifeline: Arc<Lifeline>,
     peer: Peer,
+    /// Speaks the stateless revision: every request carries the `_meta` envelope.
+    stateless: bool,
 }
 
 impl Connection {
-    /// Runs the `initialize` handshake over a fresh link.
+    /// Opens a session over a fresh link: `server/discover` first (the stateless revision),
+    /// else the `initialize` handshake.
     pub async fn establish(
         server: Arc<str>,
         link: Link,
@@ -41,28 +76,78 @@ impl Connection {
         lifeline: Arc<Lifeline>,
         timeout: Duration,
     ) -> Result<Arc<Self>, RpcError> {
+        let peer = Peer::default();
         let mut connection = Self {
             server,
             link,
             dispatcher,
             lifeline,
-            peer: Peer::default(),
+            peer,
+            stateless: false,
         };
+        if let Some(peer) = connection.discover(timeout.min(DISCOVER_TIMEOUT)).await {
+            connection.stateless = true;
+            connection.peer = peer;
+            connection
+                .link
+                .set_protocol_version(era::STATELESS_REVISIONS[0]);
+            connection.link.listen(listen_request());
+        } else {
+            connection.initialize(timeout).await?;
+        }
+        Ok(Arc::new(connection))
+    }
+
+    /// Probes for the stateless revision: a server that answers `server/discover` listing
+    /// it is spoken to statelessly; any other answer (an error, a 4xx, silence) means the
+    /// handshake era.
+    async fn discover(&self, timeout: Duration) -> Option<Peer> {
+        let result = self
+            .request_inner(
+                "server/discover",
+                Some(json!({"_meta": envelope()})),
+                timeout,
+            )
+            .await
+            .ok()?;
+        let versions = result.get("supportedVersions")?.as_array()?;
+        if !versions
+            .iter()
+            .any(|version| version.as_str() == Some(era::STATELESS_REVISIONS[0]))
+        {
+            return None;
+        }
+        let info = result
+            .pointer(&format!(
+                "/_meta/{}",
+                era::SERVER_INFO_KEY.replace('/', "~1")
+            ))
+            .cloned();
+        Some(Peer {
+            protocol_version: era::STATELESS_REVISIONS[0].to_owned(),
+            capabilities: result
+                .get("capabilities")
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            info: info.unwrap_or(Value::Null),
+        })
+    }
+
+    async fn initialize(&mut self, timeout: Duration) -> Result<(), RpcError> {
         let params = json!({
             "protocolVersion": LATEST_HANDSHAKE,
-            // Sampling, elicitation and roots are not offered: the gateway cannot yet relay them.
-            "capabilities": {},
+            "capabilities": client_capabilities(),
             "clientInfo": {"name": "nexus", "version": env!("CARGO_PKG_VERSION")},
         });
-        let result = connection
+        let result = self
             .request_inner("initialize", Some(params), timeout)
             .await?;
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
             .unwrap_or(LATEST_HANDSHAKE);
-        connection.link.set_protocol_version(version);
-        connection.peer = Peer {
+        self.link.set_protocol_version(version);
+        self.peer = Peer {
             protocol_version: version.to_owned(),
             capabilities: result
                 .get("capabilities")
@@ -70,11 +155,11 @@ impl Connection {
                 .unwrap_or_else(|| json!({})),
             info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
         };
-        connection.notify("notifications/initialized", None).await?;
-        if let Link::Http(link) = &connection.link {
+        self.notify("notifications/initialized", None).await?;
+        if let Link::Http(link) = &self.link {
             link.open_notification_stream();
         }
-        Ok(Arc::new(connection))
+        Ok(())
     }
 
     /// What the downstream said about itself.
@@ -93,8 +178,11 @@ impl Connection {
         self: &Arc<Self>,
         method: &str,
         mut params: Option<Value>,
-        authorization: Option<&HeaderValue>,
+        options: &CallOptions,
     ) -> Result<(Call, Option<Value>), RpcError> {
+        if self.stateless {
+            add_envelope(params.get_or_insert_with(|| json!({})), options);
+        }
         let (id, events) = self.dispatcher.register();
         let client_token = params
             .as_mut()
@@ -108,7 +196,11 @@ impl Connection {
             connection: self.clone(),
             finished: false,
         };
-        if let Err(error) = self.link.send(&message, Some(id), authorization).await {
+        if let Err(error) = self
+            .link
+            .send(&message, Some(id), options.authorization.as_ref())
+            .await
+        {
             self.dispatcher.unregister(id);
             return Err(self.unavailable(error));
         }
@@ -122,7 +214,7 @@ impl Connection {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, RpcError> {
-        let (mut call, _) = self.start(method, params, None).await?;
+        let (mut call, _) = self.start(method, params, &CallOptions::default()).await?;
         let response = call.response(timeout).await?;
         into_result(response)
     }
@@ -145,8 +237,12 @@ impl Connection {
         into_result(response.ok_or_else(|| self.timed_out(method, timeout))?)
     }
 
-    /// Sends a notification.
+    /// Sends a notification (none exist from client to server in the stateless revision,
+    /// where cancelling is closing the stream: those are dropped).
     pub async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), RpcError> {
+        if self.stateless {
+            return Ok(());
+        }
         let message = jsonrpc::notification(method, params);
         self.link
             .send(&message, None, None)
@@ -176,6 +272,20 @@ impl Connection {
             ),
         )
     }
+}
+
+/// Per-call choices made by the front end.
+#[derive(Debug, Default, Clone)]
+pub struct CallOptions {
+    /// Overrides the configured `Authorization` (servers with `auth.type = "forward"`).
+    pub authorization: Option<HeaderValue>,
+    /// Lowest log level the client wants on this call's stream; a stateless downstream sends
+    /// log messages only when asked (`_meta` logLevel), a handshake-era one ignores it.
+    pub log_level: Option<&'static str>,
+    /// The client's capabilities, when the client is itself stateless: multi-round-trip
+    /// (`input_required`) results then pass through unchanged, so the downstream may use
+    /// what the client declared. `None` declares nothing the gateway could not honour.
+    pub client_capabilities: Option<Value>,
 }
 
 /// One request in flight on a downstream. Dropping it before its response cancels it there.
@@ -237,6 +347,24 @@ async fn wait_response(
         None
     };
     tokio::time::timeout(timeout, wait).await.ok().flatten()
+}
+
+/// Puts the stateless envelope into a request's `_meta`, keeping what is there (a progress
+/// token).
+fn add_envelope(params: &mut Value, options: &CallOptions) {
+    let Some(params) = params.as_object_mut() else {
+        return;
+    };
+    let meta = params.entry("_meta").or_insert_with(|| json!({}));
+    if let (Some(meta), Value::Object(envelope)) = (meta.as_object_mut(), envelope()) {
+        meta.extend(envelope);
+        if let Some(level) = options.log_level {
+            meta.insert(era::LOG_LEVEL_KEY.into(), Value::from(level));
+        }
+        if let Some(capabilities) = &options.client_capabilities {
+            meta.insert(era::CLIENT_CAPABILITIES_KEY.into(), capabilities.clone());
+        }
+    }
 }
 
 fn into_result(response: Value) -> Result<Value, RpcError> {

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::dispatch::Dispatcher;
 use super::link::{Lifeline, TransportError};
-use crate::mcp::sse;
+use crate::mcp::{era, sse};
 use crate::tls::Connector;
 
 /// The pooled hyper client of one downstream.
@@ -74,7 +74,8 @@ impl HttpLink {
         authorization: Option<&HeaderValue>,
     ) -> Result<(), TransportError> {
         let body = Bytes::from(serde_json::to_vec(message).expect("BUG: JSON always serializes"));
-        let request = self.request(Method::POST, Full::new(body), authorization);
+        let mut request = self.request(Method::POST, Full::new(body), authorization);
+        add_routing_headers(request.headers_mut(), message);
         let response = self
             .0
             .client
@@ -106,6 +107,32 @@ impl HttpLink {
             .map_err(|error| TransportError::Invalid(format!("the body is not JSON: {error}")))?;
         self.deliver(answer, call);
         Ok(())
+    }
+
+    /// Keeps a stateless `subscriptions/listen` request open (re-sent when the server ends
+    /// its stream) while the connection lives; its notifications go to the dispatcher.
+    pub fn listen(&self, request: Value) {
+        let link = self.clone();
+        tokio::spawn(async move {
+            let token = link.0.lifeline.token();
+            while !token.is_cancelled() {
+                let body =
+                    Bytes::from(serde_json::to_vec(&request).expect("BUG: JSON always serializes"));
+                let mut post = link.request(Method::POST, Full::new(body), None);
+                add_routing_headers(post.headers_mut(), &request);
+                let Ok(response) = link.0.client.request(post).await else {
+                    return;
+                };
+                if !response.status().is_success() || !is_event_stream(&response) {
+                    return;
+                }
+                link.pump(response.into_body(), None).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = token.cancelled() => {}
+                }
+            }
+        });
     }
 
     /// Opens the GET stream for server-initiated notifications and keeps it open while the
@@ -206,6 +233,32 @@ impl HttpLink {
     }
 }
 
+/// The stateless revision's routing headers, derived from the request's own envelope, method
+/// and name (after the gateway renamed it, so `Mcp-Name` always matches the body).
+fn add_routing_headers(headers: &mut http::HeaderMap, message: &Value) {
+    let Some(version) =
+        era::envelope_version(message).and_then(|version| HeaderValue::from_str(version).ok())
+    else {
+        return;
+    };
+    headers.insert(VERSION_HEADER, version);
+    headers.remove(SESSION_HEADER);
+    let method = message
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Ok(value) = HeaderValue::from_str(method) {
+        headers.insert(era::METHOD_HEADER, value);
+    }
+    let name = era::name_parameter(method)
+        .and_then(|parameter| message.get("params")?.get(parameter)?.as_str());
+    if let Some(value) =
+        name.and_then(|name| HeaderValue::from_str(&era::encode_header_value(name)).ok())
+    {
+        headers.insert(era::NAME_HEADER, value);
+    }
+}
+
 /// Reads an SSE body to its end, handing each JSON message to `deliver`. Events without data
 /// (priming events) and non-JSON data are skipped.
 pub async fn read_events(mut body: Incoming, mut deliver: impl FnMut(Value)) {
@@ -235,7 +288,11 @@ pub fn is_event_stream<B>(response: &http::Response<B>) -> bool {
 
 /// Describes a failed request with its whole cause chain (hyper's top error says only
 /// "client error (Connect)").
+/// A TLS failure is shown as the TLS layer classified it (message and fix), nothing around it.
 pub fn connect_error(error: hyper_util::client::legacy::Error) -> TransportError {
+    if let Some(tls) = crate::tls::errors::find(&error) {
+        return TransportError::Connect(tls.to_string());
+    }
     let mut message = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(&error);
     while let Some(cause) = source {

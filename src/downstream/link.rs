@@ -66,6 +66,19 @@ impl Link {
         }
     }
 
+    /// Opens a stateless downstream's `subscriptions/listen` stream.
+    pub fn listen(&self, request: Value) {
+        match self {
+            Link::Stdio(link) => {
+                // Over stdio the stream's notifications simply arrive on stdout.
+                let _ = link.send(encode_line(&request));
+            }
+            Link::Http(link) => link.listen(request),
+            // HTTP+SSE predates the stateless revision: never reached.
+            Link::Sse(_) => {}
+        }
+    }
+
     /// Called once the protocol revision is agreed, for transports that send it in headers.
     pub fn set_protocol_version(&self, version: &str) {
         if let Link::Http(link) = self {

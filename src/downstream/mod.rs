@@ -12,6 +12,6 @@ pub mod sse;
 pub mod stdio;
 pub mod supervisor;
 
-pub use connection::Call;
+pub use connection::{Call, CallOptions};
 pub use dispatch::CallEvent;
 pub use supervisor::{Change, Downstream, Events, Lists};

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::connection::{Call, Connection};
+use super::connection::{Call, CallOptions, Connection};
 use super::dispatch::Dispatcher;
 use super::http::{HttpClient, HttpLink};
 use super::link::{Lifeline, Link, TransportError};
@@ -39,8 +39,8 @@ pub enum Change {
 /// What the supervisors tell the rest of the gateway.
 #[derive(Clone)]
 pub struct Events {
-    /// (index of the downstream in config order, what changed).
-    pub changes: mpsc::UnboundedSender<(usize, Change)>,
+    /// What changed (the catalog is rebuilt from every downstream's lists).
+    pub changes: mpsc::UnboundedSender<Change>,
     /// Notifications for every connected client (log messages, resource updates).
     pub broadcast: broadcast::Sender<Value>,
 }
@@ -104,17 +104,25 @@ impl Downstream {
         self.current.load().is_some()
     }
 
+    /// The protocol revision of the current session, if one is up.
+    pub fn protocol_version(&self) -> Option<String> {
+        self.current
+            .load()
+            .as_ref()
+            .map(|connection| connection.peer().protocol_version.clone())
+    }
+
     /// Starts a call on the current connection.
     pub async fn start(
         &self,
         method: &str,
         params: Option<Value>,
-        authorization: Option<&HeaderValue>,
+        options: &CallOptions,
     ) -> Result<(Call, Option<Value>), RpcError> {
         let Some(connection) = self.current.load_full() else {
             return Err(self.not_connected());
         };
-        connection.start(method, params, authorization).await
+        connection.start(method, params, options).await
     }
 
     /// Sends a notification to the current connection, if any.
@@ -144,12 +152,7 @@ impl Downstream {
     }
 
     /// Runs until `shutdown`: connects, serves, reconnects with backoff.
-    pub async fn supervise(
-        self: Arc<Self>,
-        index: usize,
-        events: Events,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn supervise(self: Arc<Self>, events: Events, shutdown: CancellationToken) {
         let mut backoff = Backoff::default();
         loop {
             let started = Instant::now();
@@ -161,9 +164,7 @@ impl Downstream {
             match attempt {
                 Ok(connection) => {
                     *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    let served = self
-                        .serve(index, &events, connection, receiver, &shutdown)
-                        .await;
+                    let served = self.serve(&events, connection, receiver, &shutdown).await;
                     let Some(reason) = served else { return };
                     tracing::warn!(server = %self.name, %reason, "downstream disconnected; reconnecting");
                     if started.elapsed() > STABLE_AFTER {
@@ -182,7 +183,6 @@ impl Downstream {
     /// Serves one connection until it ends (returns the reason) or shutdown (returns `None`).
     async fn serve(
         &self,
-        index: usize,
         events: &Events,
         connection: Arc<Connection>,
         mut notifications: mpsc::UnboundedReceiver<Value>,
@@ -195,14 +195,14 @@ impl Downstream {
         let tools = self.lists.load().tools.len();
         tracing::info!(server = %self.name, tools, version = %connection.peer().protocol_version, "downstream connected");
         for change in [Change::Tools, Change::Prompts, Change::Resources] {
-            let _ = events.changes.send((index, change));
+            let _ = events.changes.send(change);
         }
         let lifeline = connection.lifeline().clone();
         let reason = loop {
             tokio::select! {
                 reason = lifeline.ended() => break Some(reason),
                 Some(notification) = notifications.recv() => {
-                    self.on_notification(index, events, &connection, notification).await;
+                    self.on_notification(events, &connection, notification).await;
                 }
                 _ = shutdown.cancelled() => break None,
             }
@@ -216,7 +216,6 @@ impl Downstream {
 
     async fn on_notification(
         &self,
-        index: usize,
         events: &Events,
         connection: &Arc<Connection>,
         mut notification: Value,
@@ -225,7 +224,9 @@ impl Downstream {
             Some("notifications/tools/list_changed") => Some(Change::Tools),
             Some("notifications/prompts/list_changed") => Some(Change::Prompts),
             Some("notifications/resources/list_changed") => Some(Change::Resources),
-            Some("notifications/progress") => return, // for a call that is already gone
+            // For a call that is already gone, or the acknowledgement of our own
+            // `subscriptions/listen`: nothing for clients.
+            Some("notifications/progress" | "notifications/subscriptions/acknowledged") => return,
             Some("notifications/message") => {
                 tag_logger(&mut notification, &self.name);
                 None
@@ -235,7 +236,7 @@ impl Downstream {
         match change {
             Some(change) => {
                 self.refresh(connection, change).await;
-                let _ = events.changes.send((index, change));
+                let _ = events.changes.send(change);
             }
             None => {
                 let _ = events.broadcast.send(notification);

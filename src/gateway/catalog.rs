@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::Member;
 use super::search;
-use crate::downstream::Downstream;
 
 /// Separates the server name from the tool or prompt name.
 pub const SEPARATOR: &str = "__";
@@ -23,9 +23,12 @@ pub struct Route {
     pub name: String,
 }
 
-/// An immutable snapshot of everything the downstreams offer.
-#[derive(Debug, Default)]
+/// An immutable snapshot of everything the downstreams offer, with the downstreams it was built
+/// from (routes index into them, so a snapshot stays consistent across a reload).
+#[derive(Default)]
 pub struct Catalog {
+    /// The downstreams, in config order.
+    pub members: Vec<Arc<Member>>,
     /// Exposed tool definitions, in config order then downstream order.
     pub tools: Vec<Value>,
     tool_routes: HashMap<String, Route>,
@@ -40,13 +43,16 @@ pub struct Catalog {
     template_routes: Vec<(Template, usize)>,
     /// Keyword index over `tools`.
     pub search: search::Index,
+    /// Names and URIs offered twice, described for the log.
+    pub clashes: Vec<String>,
 }
 
 impl Catalog {
     /// Builds the catalog from the downstreams' last lists. `prefix` decides naming.
-    pub fn build(downstreams: &[Arc<Downstream>], prefix: bool) -> Self {
+    pub fn build(members: Vec<Arc<Member>>, prefix: bool) -> Self {
         let mut catalog = Catalog::default();
-        for (server, downstream) in downstreams.iter().enumerate() {
+        for (server, member) in members.iter().enumerate() {
+            let downstream = &member.downstream;
             let lists = downstream.lists();
             let name = downstream.name();
             for tool in &lists.tools {
@@ -56,13 +62,14 @@ impl Catalog {
                 catalog.add_named(Kind::Prompt, server, name, prompt, prefix);
             }
             for resource in &lists.resources {
-                catalog.add_resource(server, downstreams, resource);
+                catalog.add_resource(server, &members, resource);
             }
             for template in &lists.templates {
                 catalog.add_template(server, template);
             }
         }
         catalog.search = search::Index::build(&catalog.tools);
+        catalog.members = members;
         catalog
     }
 
@@ -115,11 +122,9 @@ impl Catalog {
             Kind::Prompt => (&mut self.prompts, &mut self.prompt_routes),
         };
         if routes.contains_key(&exposed) {
-            tracing::warn!(
-                server = server_name,
-                name,
-                "duplicate {kind:?} name; keeping the first"
-            );
+            self.clashes.push(format!(
+                "{kind:?} `{exposed}` is listed twice by server '{server_name}'; the first is kept"
+            ));
             return;
         }
         let mut item = item.clone();
@@ -134,17 +139,18 @@ impl Catalog {
         );
     }
 
-    fn add_resource(&mut self, server: usize, downstreams: &[Arc<Downstream>], resource: &Value) {
+    fn add_resource(&mut self, server: usize, members: &[Arc<Member>], resource: &Value) {
         let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
             return;
         };
         if let Some(&first) = self.resource_routes.get(uri) {
-            tracing::warn!(
-                uri,
-                kept = downstreams[first].name(),
-                ignored = downstreams[server].name(),
-                "two servers offer the same resource URI; the first in config order serves it"
+            let (kept, ignored) = (
+                members[first].downstream.name(),
+                members[server].downstream.name(),
             );
+            self.clashes.push(format!(
+                "servers '{kept}' and '{ignored}' both offer resource {uri}; '{kept}' (first in config order) serves it"
+            ));
             return;
         }
         self.resources.push(resource.clone());

@@ -1,15 +1,31 @@
 //! Client requests, method by method: answered from the catalog or relayed to one downstream.
+//!
+//! Each request reads one catalog snapshot and routes within it, so a reload in between cannot
+//! send it to the wrong server.
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::builtin::{self, EXECUTE, SEARCH};
-use super::{Gateway, Relay, Reply, RequestContext};
-use crate::config::ToolsMode;
+use super::{Catalog, Gateway, Relay, Reply, RequestContext};
+use crate::config::{Auth, ToolsMode, Transport};
+use crate::downstream::CallOptions;
 use crate::mcp::jsonrpc::{
     self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RESOURCE_NOT_FOUND, RpcError,
 };
 
 type Outcome = Result<Reply, RpcError>;
+
+/// How long `logging/setLevel` waits for each downstream.
+const SET_LEVEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One request being routed.
+struct Call<'a> {
+    id: Value,
+    catalog: &'a Catalog,
+    context: &'a RequestContext,
+}
 
 impl Gateway {
     /// The `initialize` result for a client that agreed on `version`.
@@ -28,59 +44,68 @@ impl Gateway {
     }
 
     /// Handles one client request (not `initialize`, which the session layer owns).
-    pub async fn handle(&self, request: Value, context: &RequestContext) -> Reply {
-        let id = request.get("id").cloned().unwrap_or(Value::Null);
-        let method = jsonrpc::method(&request).unwrap_or_default().to_owned();
-        let params = request.get("params").cloned();
-        let outcome = match method.as_str() {
+    pub async fn handle(&self, mut request: Value, context: &RequestContext) -> Reply {
+        let id = request
+            .get_mut("id")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        let params = request.get_mut("params").map(Value::take);
+        let method = jsonrpc::method(&request).unwrap_or_default();
+        let catalog = self.catalog();
+        let call = Call {
+            id: id.clone(),
+            catalog: &catalog,
+            context,
+        };
+        let outcome = match method {
             "ping" => immediate(json!({})),
-            "tools/list" => immediate(json!({"tools": self.listed_tools()})),
-            "tools/call" => self.call_tool(id.clone(), params, context).await,
-            "prompts/list" => immediate(json!({"prompts": self.catalog().prompts})),
-            "prompts/get" => self.get_prompt(id.clone(), params, context).await,
-            "resources/list" => immediate(json!({"resources": self.catalog().resources})),
+            "tools/list" => immediate(json!({"tools": self.listed_tools(&catalog)})),
+            "tools/call" => self.call_tool(&call, params).await,
+            "prompts/list" => immediate(json!({"prompts": catalog.prompts})),
+            "prompts/get" => get_prompt(&call, params).await,
+            "resources/list" => immediate(json!({"resources": catalog.resources})),
             "resources/templates/list" => {
-                immediate(json!({"resourceTemplates": self.catalog().templates}))
+                immediate(json!({"resourceTemplates": catalog.templates}))
             }
-            "resources/read" => self.read_resource(id.clone(), params, context).await,
-            "completion/complete" => self.complete(id.clone(), params, context).await,
-            "logging/setLevel" => self.set_level(params).await,
+            "resources/read" => read_resource(&call, params).await,
+            "completion/complete" => complete(&call, params).await,
+            "logging/setLevel" => set_level(&catalog, params).await,
             _ => Err(RpcError::new(
                 METHOD_NOT_FOUND,
                 format!("Method not found: {method}"),
             )),
         };
-        outcome
-            .unwrap_or_else(|error| Reply::Immediate(error.to_response(id.clone())))
-            .with_id(id)
-    }
-
-    fn listed_tools(&self) -> Vec<Value> {
-        match self.tools_mode {
-            ToolsMode::Search => builtin::definitions(),
-            ToolsMode::Direct => self.catalog().tools.clone(),
+        match outcome {
+            Ok(Reply::Immediate(mut response)) => {
+                response["id"] = id;
+                Reply::Immediate(response)
+            }
+            Ok(relayed) => relayed,
+            Err(error) => Reply::Immediate(error.to_response(id)),
         }
     }
 
-    async fn call_tool(
-        &self,
-        id: Value,
-        params: Option<Value>,
-        context: &RequestContext,
-    ) -> Outcome {
+    fn listed_tools(&self, catalog: &Catalog) -> Vec<Value> {
+        match self.tools_mode() {
+            ToolsMode::Search => builtin::definitions(),
+            ToolsMode::Direct => catalog.tools.clone(),
+        }
+    }
+
+    async fn call_tool(&self, call: &Call<'_>, params: Option<Value>) -> Outcome {
         let mut params = params.ok_or_else(|| missing("params"))?;
         let name = string_param(&params, "name")?;
-        if self.tools_mode == ToolsMode::Search && (name == SEARCH || name == EXECUTE) {
+        if self.tools_mode() == ToolsMode::Search && (name == SEARCH || name == EXECUTE) {
             let arguments = params
                 .get("arguments")
                 .cloned()
                 .unwrap_or_else(|| json!({}));
             if name == SEARCH {
-                let result = builtin::search(&self.catalog(), &arguments)
+                let result = builtin::search(call.catalog, &arguments)
                     .map_err(|message| RpcError::new(INVALID_PARAMS, message))?;
                 return immediate(result);
             }
-            // `execute {name, arguments}` becomes a plain call of that tool.
+            // `execute {name, arguments}` is a plain call of that tool.
             params["name"] = arguments
                 .get("name")
                 .cloned()
@@ -89,173 +114,141 @@ impl Gateway {
                 .get("arguments")
                 .cloned()
                 .unwrap_or_else(|| json!({}));
-            return Box::pin(self.call_tool(id, Some(params), context)).await;
+            return call_downstream_tool(call, params).await;
         }
-        let route = self
-            .catalog()
-            .tool(&name)
-            .cloned()
-            .ok_or_else(|| unknown("tool", &name))?;
-        self.admit(route.server, &route.name)?;
-        params["name"] = Value::String(route.name);
-        self.relay(route.server, id, "tools/call", params, context)
-            .await
-    }
-
-    async fn get_prompt(
-        &self,
-        id: Value,
-        params: Option<Value>,
-        context: &RequestContext,
-    ) -> Outcome {
-        let mut params = params.ok_or_else(|| missing("params"))?;
-        let name = string_param(&params, "name")?;
-        let route = self
-            .catalog()
-            .prompt(&name)
-            .cloned()
-            .ok_or_else(|| unknown("prompt", &name))?;
-        params["name"] = Value::String(route.name);
-        self.relay(route.server, id, "prompts/get", params, context)
-            .await
-    }
-
-    async fn read_resource(
-        &self,
-        id: Value,
-        params: Option<Value>,
-        context: &RequestContext,
-    ) -> Outcome {
-        let params = params.ok_or_else(|| missing("params"))?;
-        let uri = string_param(&params, "uri")?;
-        let server = self.catalog().resource(&uri).ok_or_else(|| {
-            let mut error = RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"));
-            error.data = Some(json!({"uri": uri}));
-            error
-        })?;
-        self.relay(server, id, "resources/read", params, context)
-            .await
-    }
-
-    async fn complete(
-        &self,
-        id: Value,
-        params: Option<Value>,
-        context: &RequestContext,
-    ) -> Outcome {
-        let mut params = params.ok_or_else(|| missing("params"))?;
-        let reference = params.get("ref").cloned().ok_or_else(|| missing("ref"))?;
-        let server = match reference.get("type").and_then(Value::as_str) {
-            Some("ref/prompt") => {
-                let name = string_param(&reference, "name")?;
-                let route = self
-                    .catalog()
-                    .prompt(&name)
-                    .cloned()
-                    .ok_or_else(|| unknown("prompt", &name))?;
-                params["ref"]["name"] = Value::String(route.name);
-                route.server
-            }
-            Some("ref/resource") => {
-                let uri = string_param(&reference, "uri")?;
-                let catalog = self.catalog();
-                catalog
-                    .template(&uri)
-                    .or_else(|| catalog.resource(&uri))
-                    .ok_or_else(|| unknown("resource template", &uri))?
-            }
-            _ => {
-                return Err(RpcError::new(
-                    INVALID_PARAMS,
-                    "`ref.type` must be `ref/prompt` or `ref/resource`",
-                ));
-            }
-        };
-        self.relay(server, id, "completion/complete", params, context)
-            .await
-    }
-
-    /// Passes the level to every connected downstream that logs; answered once all replied.
-    async fn set_level(&self, params: Option<Value>) -> Outcome {
-        let params = params.ok_or_else(|| missing("params"))?;
-        string_param(&params, "level")?;
-        let timeout = std::time::Duration::from_secs(5);
-        let requests = self
-            .downstreams
-            .iter()
-            .filter(|d| d.lists().capabilities.get("logging").is_some())
-            .map(|downstream| {
-                let params = params.clone();
-                async move {
-                    if let Ok((mut call, _)) = downstream
-                        .start("logging/setLevel", Some(params), None)
-                        .await
-                    {
-                        let _ = call.response(timeout).await;
-                    }
-                }
-            });
-        futures_util::future::join_all(requests).await;
-        immediate(json!({}))
-    }
-
-    fn admit(&self, server: usize, tool: &str) -> Result<(), RpcError> {
-        let Some(limiter) = &self.limiters[server] else {
-            return Ok(());
-        };
-        limiter.admit(Some(tool)).map_err(|(bucket, wait)| {
-            RpcError::new(
-                RATE_LIMITED,
-                format!(
-                    "rate limit of server '{}' reached ({}); retry in {} s",
-                    self.downstreams[server].name(),
-                    bucket.describe(),
-                    wait.as_secs().max(1)
-                ),
-            )
-        })
-    }
-
-    async fn relay(
-        &self,
-        server: usize,
-        id: Value,
-        method: &str,
-        params: Value,
-        context: &RequestContext,
-    ) -> Outcome {
-        let downstream = &self.downstreams[server];
-        let authorization = match &downstream.config().transport {
-            crate::config::Transport::Http(http)
-                if matches!(http.auth, Some(crate::config::Auth::Forward)) =>
-            {
-                context.authorization.as_ref()
-            }
-            _ => None,
-        };
-        let (call, client_token) = downstream
-            .start(method, Some(params), authorization)
-            .await?;
-        Ok(Reply::Relayed(Relay::new(
-            call,
-            id,
-            client_token,
-            method,
-            downstream.config().call_timeout,
-        )))
+        call_downstream_tool(call, params).await
     }
 }
 
-impl Reply {
-    fn with_id(self, id: Value) -> Self {
-        match self {
-            Reply::Immediate(mut message) if message.get("result").is_some() => {
-                message["id"] = id;
-                Reply::Immediate(message)
-            }
-            other => other,
+async fn call_downstream_tool(call: &Call<'_>, mut params: Value) -> Outcome {
+    let name = string_param(&params, "name")?;
+    let route = call
+        .catalog
+        .tool(&name)
+        .cloned()
+        .ok_or_else(|| unknown("tool", &name))?;
+    admit(call.catalog, route.server, &route.name)?;
+    params["name"] = Value::String(route.name);
+    relay(call, route.server, "tools/call", params).await
+}
+
+async fn get_prompt(call: &Call<'_>, params: Option<Value>) -> Outcome {
+    let mut params = params.ok_or_else(|| missing("params"))?;
+    let name = string_param(&params, "name")?;
+    let route = call
+        .catalog
+        .prompt(&name)
+        .cloned()
+        .ok_or_else(|| unknown("prompt", &name))?;
+    params["name"] = Value::String(route.name);
+    relay(call, route.server, "prompts/get", params).await
+}
+
+async fn read_resource(call: &Call<'_>, params: Option<Value>) -> Outcome {
+    let params = params.ok_or_else(|| missing("params"))?;
+    let uri = string_param(&params, "uri")?;
+    let server = call.catalog.resource(&uri).ok_or_else(|| {
+        let mut error = RpcError::new(RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"));
+        error.data = Some(json!({"uri": uri}));
+        error
+    })?;
+    relay(call, server, "resources/read", params).await
+}
+
+async fn complete(call: &Call<'_>, params: Option<Value>) -> Outcome {
+    let mut params = params.ok_or_else(|| missing("params"))?;
+    let reference = params.get("ref").cloned().ok_or_else(|| missing("ref"))?;
+    let server = match reference.get("type").and_then(Value::as_str) {
+        Some("ref/prompt") => {
+            let name = string_param(&reference, "name")?;
+            let route = call
+                .catalog
+                .prompt(&name)
+                .cloned()
+                .ok_or_else(|| unknown("prompt", &name))?;
+            params["ref"]["name"] = Value::String(route.name);
+            route.server
         }
-    }
+        Some("ref/resource") => {
+            let uri = string_param(&reference, "uri")?;
+            let catalog = call.catalog;
+            catalog
+                .template(&uri)
+                .or_else(|| catalog.resource(&uri))
+                .ok_or_else(|| unknown("resource template", &uri))?
+        }
+        _ => {
+            return Err(RpcError::new(
+                INVALID_PARAMS,
+                "`ref.type` must be `ref/prompt` or `ref/resource`",
+            ));
+        }
+    };
+    relay(call, server, "completion/complete", params).await
+}
+
+/// Passes the level to every connected downstream that logs; answered once all replied.
+async fn set_level(catalog: &Catalog, params: Option<Value>) -> Outcome {
+    let params = params.ok_or_else(|| missing("params"))?;
+    string_param(&params, "level")?;
+    let logging = catalog
+        .members
+        .iter()
+        .map(|member| &member.downstream)
+        .filter(|d| d.lists().capabilities.get("logging").is_some());
+    let requests = logging.map(|downstream| {
+        let params = params.clone();
+        async move {
+            if let Ok((mut call, _)) = downstream
+                .start("logging/setLevel", Some(params), &CallOptions::default())
+                .await
+            {
+                let _ = call.response(SET_LEVEL_TIMEOUT).await;
+            }
+        }
+    });
+    futures_util::future::join_all(requests).await;
+    immediate(json!({}))
+}
+
+fn admit(catalog: &Catalog, server: usize, tool: &str) -> Result<(), RpcError> {
+    let member = &catalog.members[server];
+    let Some(limiter) = &member.limiter else {
+        return Ok(());
+    };
+    limiter.admit(Some(tool)).map_err(|(bucket, wait)| {
+        let name = member.downstream.name();
+        let (limit, seconds) = (bucket.describe(), wait.as_secs().max(1));
+        RpcError::new(
+            RATE_LIMITED,
+            format!("rate limit of server '{name}' reached ({limit}); retry in {seconds} s"),
+        )
+    })
+}
+
+async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> Outcome {
+    let downstream = &call.catalog.members[server].downstream;
+    let config = downstream.config();
+    // The client's token goes only to servers configured to receive it (DESIGN §3).
+    let authorization = match &config.transport {
+        Transport::Http(http) if matches!(http.auth, Some(Auth::Forward)) => {
+            call.context.authorization.clone()
+        }
+        _ => None,
+    };
+    let options = CallOptions {
+        authorization,
+        log_level: call.context.log_level,
+        client_capabilities: call.context.client_capabilities.clone(),
+    };
+    let (started, client_token) = downstream.start(method, Some(params), &options).await?;
+    Ok(Reply::Relayed(Relay::new(
+        started,
+        call.id.clone(),
+        client_token,
+        method,
+        config.call_timeout,
+    )))
 }
 
 fn immediate(result: Value) -> Outcome {

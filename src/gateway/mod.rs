@@ -1,4 +1,5 @@
-//! The gateway proper: one catalog over every downstream, and the routing of client requests.
+//! The gateway proper: one catalog over every downstream, the routing of client requests, and
+//! reconfiguration without dropping what did not change.
 
 pub mod builtin;
 pub mod catalog;
@@ -13,12 +14,14 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, PrefixMode, ToolsMode, Transport};
 use crate::downstream::{Change, Downstream, Events};
-use crate::tls::{ClientContext, Connector, TlsError};
+use crate::mcp::jsonrpc;
+use crate::metrics::Metrics;
+use crate::tls::{ClientContext, ClientHandle, Connector};
 pub use catalog::Catalog;
 pub use relay::Relay;
 
@@ -38,127 +41,274 @@ pub enum Reply {
 pub struct RequestContext {
     /// The client's `Authorization` header, for servers with `auth.type = "forward"`.
     pub authorization: Option<HeaderValue>,
+    /// Lowest log level the client wants relayed with this request's answer.
+    pub log_level: Option<&'static str>,
+    /// A stateless client's declared capabilities (from its request's `_meta`).
+    pub client_capabilities: Option<Value>,
 }
 
-/// Why the gateway could not start.
+/// Why the gateway could not start (or apply a new configuration).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A downstream's TLS settings were refused by OpenSSL.
+    /// A downstream's TLS material or settings could not be loaded.
     #[error("server '{server}': {source}")]
     Tls {
         /// The downstream.
         server: String,
-        /// What OpenSSL said.
-        source: TlsError,
+        /// What is wrong and how to fix it.
+        source: crate::tls::Error,
     },
+    /// The gateway's own `[server.tls]` could not be loaded.
+    #[error("[server.tls]: {0}")]
+    ServerTls(crate::tls::Error),
+}
+
+/// The outcome of reloading one downstream's TLS material.
+#[derive(Debug)]
+pub struct TlsReload {
+    /// The downstream.
+    pub server: String,
+    /// `Err` when the new material was refused (the old material stays in use).
+    pub result: Result<(), crate::tls::Error>,
+}
+
+/// One configured downstream as the gateway runs it: the connection owner, its rate limits,
+/// and the switch that stops its supervisor.
+pub struct Member {
+    /// The supervised downstream.
+    pub downstream: Arc<Downstream>,
+    // The TLS context of an HTTPS downstream, swapped on reload, with the settings it is
+    // re-read from.
+    tls: Option<(ClientHandle, config::ClientTls)>,
+    limiter: Option<rate_limit::Limiter>,
+    stop: CancellationToken,
+    supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Member {
+    fn new(
+        config: &config::Downstream,
+        parent: &CancellationToken,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, StartError> {
+        let (client, tls) = http_client(config, metrics)?.unzip();
+        Ok(Self {
+            downstream: Arc::new(Downstream::new(config.clone(), client)),
+            tls: tls.flatten(),
+            limiter: config.rate_limit.as_ref().map(rate_limit::Limiter::new),
+            stop: parent.child_token(),
+            supervisor: std::sync::Mutex::default(),
+        })
+    }
+
+    fn reload_tls(&self, metrics: &Arc<Metrics>) -> Option<TlsReload> {
+        let (handle, settings) = self.tls.as_ref()?;
+        let server = self.downstream.name().to_owned();
+        let result = ClientContext::new(&server, settings, metrics.clone()).map(|context| {
+            context.announce();
+            handle.store(Arc::new(context));
+        });
+        match &result {
+            Ok(()) => tracing::info!(server = %server, "TLS material reloaded"),
+            Err(error) => {
+                tracing::error!(server = %server, %error, "TLS reload failed; keeping the previous certificates and keys")
+            }
+        }
+        Some(TlsReload { server, result })
+    }
+
+    /// Stops the supervisor (and so the child process or session) and waits for it.
+    async fn shut_down(&self) {
+        self.stop.cancel();
+        let handle = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// The `[mcp]` choices that shape the catalog.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    tools: ToolsMode,
+    prefix: bool,
+}
+
+impl Settings {
+    fn of(config: &config::Mcp) -> Self {
+        let prefix = config.prefix == PrefixMode::Always || config.servers.len() > 1;
+        Self {
+            tools: config.tools,
+            prefix,
+        }
+    }
+}
+
+/// What a reload did, for the log and the systemd status.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Servers started.
+    pub added: Vec<String>,
+    /// Servers stopped.
+    pub removed: Vec<String>,
+    /// Servers restarted because their connection settings changed.
+    pub changed: Vec<String>,
+    /// Servers kept as they were (sessions untouched).
+    pub kept: Vec<String>,
 }
 
 /// The running gateway.
 pub struct Gateway {
-    downstreams: Vec<Arc<Downstream>>,
-    limiters: Vec<Option<rate_limit::Limiter>>,
+    members: ArcSwap<Vec<Arc<Member>>>,
     catalog: ArcSwap<Catalog>,
-    tools_mode: ToolsMode,
-    prefix: bool,
+    settings: ArcSwap<Settings>,
     broadcast: broadcast::Sender<Value>,
+    events: Events,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-    tasks: tokio::sync::Mutex<JoinSet<()>>,
+    // Serializes reloads (SIGHUP is rare; two at once would race on `members`).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Gateway {
     /// Builds every downstream (TLS contexts included, so bad material fails here) and starts
     /// their supervisors. Returns at once: downstreams connect in the background.
-    pub fn start(config: &config::Mcp) -> Result<Arc<Self>, StartError> {
-        let downstreams = config
+    pub fn start(config: &config::Mcp, metrics: Arc<Metrics>) -> Result<Arc<Self>, StartError> {
+        let shutdown = CancellationToken::new();
+        let members = config
             .servers
             .iter()
-            .map(|server| {
-                Ok(Arc::new(Downstream::new(
-                    server.clone(),
-                    http_client(server)?,
-                )))
-            })
-            .collect::<Result<Vec<_>, StartError>>()?;
-        let limiters = config
-            .servers
-            .iter()
-            .map(|server| server.rate_limit.as_ref().map(rate_limit::Limiter::new))
-            .collect();
-        let prefix = config.prefix == PrefixMode::Always || config.servers.len() > 1;
+            .map(|server| Member::new(server, &shutdown, &metrics).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let gateway = Arc::new(Self {
-            downstreams,
-            limiters,
-            catalog: ArcSwap::default(),
-            tools_mode: config.tools,
-            prefix,
-            broadcast,
-            shutdown: CancellationToken::new(),
-            tasks: tokio::sync::Mutex::default(),
-        });
-        gateway.spawn_tasks();
-        Ok(gateway)
-    }
-
-    fn spawn_tasks(self: &Arc<Self>) {
         let (changes, receiver) = mpsc::unbounded_channel();
         let events = Events {
             changes,
-            broadcast: self.broadcast.clone(),
+            broadcast: broadcast.clone(),
         };
-        let mut tasks = JoinSet::new();
-        for (index, downstream) in self.downstreams.iter().enumerate() {
-            tasks.spawn(
-                downstream
-                    .clone()
-                    .supervise(index, events.clone(), self.shutdown.clone()),
-            );
+        let gateway = Arc::new(Self {
+            members: ArcSwap::from_pointee(members.clone()),
+            catalog: ArcSwap::default(),
+            settings: ArcSwap::from_pointee(Settings::of(config)),
+            broadcast,
+            events,
+            metrics,
+            shutdown,
+            reloading: tokio::sync::Mutex::new(()),
+        });
+        for member in &members {
+            gateway.supervise(member);
         }
-        tasks.spawn(self.clone().maintain_catalog(receiver));
-        *self
-            .tasks
-            .try_lock()
-            .expect("BUG: tasks are spawned once, before anyone waits") = tasks;
+        tokio::spawn(gateway.clone().maintain_catalog(receiver));
+        Ok(gateway)
+    }
+
+    fn supervise(&self, member: &Arc<Member>) {
+        let task = member
+            .downstream
+            .clone()
+            .supervise(self.events.clone(), member.stop.clone());
+        *member
+            .supervisor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(tokio::spawn(task));
+    }
+
+    /// Applies a new `[mcp]`: starts added servers, stops removed ones, restarts those whose
+    /// connection settings changed, and leaves the others (and their sessions) alone.
+    pub async fn reload(&self, config: &config::Mcp) -> Result<ReloadReport, StartError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.members.load_full();
+        let mut report = ReloadReport::default();
+        let mut next = Vec::with_capacity(config.servers.len());
+        let mut started = Vec::new();
+        for server in &config.servers {
+            let existing = current
+                .iter()
+                .find(|member| member.downstream.name() == server.name);
+            match existing {
+                Some(member) if member.downstream.config() == server => {
+                    report.kept.push(server.name.clone());
+                    next.push(member.clone());
+                }
+                _ => {
+                    // Built before anything is stopped: a bad new server leaves all running.
+                    let member = Arc::new(Member::new(server, &self.shutdown, &self.metrics)?);
+                    let list = if existing.is_some() {
+                        &mut report.changed
+                    } else {
+                        &mut report.added
+                    };
+                    list.push(server.name.clone());
+                    started.push(member.clone());
+                    next.push(member);
+                }
+            }
+        }
+        let retired: Vec<Arc<Member>> = current
+            .iter()
+            .filter(|member| !next.iter().any(|kept| Arc::ptr_eq(kept, member)))
+            .cloned()
+            .collect();
+        report.removed = retired
+            .iter()
+            .map(|member| member.downstream.name().to_owned())
+            .filter(|name| !report.changed.contains(name))
+            .collect();
+        self.settings.store(Arc::new(Settings::of(config)));
+        self.members.store(Arc::new(next));
+        for member in &started {
+            self.supervise(member);
+        }
+        futures_util::future::join_all(retired.iter().map(|member| member.shut_down())).await;
+        self.rebuild_catalog(&[Change::Tools, Change::Prompts, Change::Resources]);
+        Ok(report)
     }
 
     /// Rebuilds the catalog on every change and tells clients what changed.
-    async fn maintain_catalog(
-        self: Arc<Self>,
-        mut changes: mpsc::UnboundedReceiver<(usize, Change)>,
-    ) {
+    async fn maintain_catalog(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<Change>) {
         loop {
             let first = tokio::select! {
                 change = changes.recv() => change,
                 _ = self.shutdown.cancelled() => None,
             };
-            let Some((_, first)) = first else { return };
+            let Some(first) = first else { return };
             // Coalesce a burst (a new server reports all three lists at once).
             let mut kinds = vec![first];
-            while let Ok((_, change)) = changes.try_recv() {
+            while let Ok(change) = changes.try_recv() {
                 if !kinds.contains(&change) {
                     kinds.push(change);
                 }
             }
-            self.catalog
-                .store(Arc::new(Catalog::build(&self.downstreams, self.prefix)));
-            for kind in kinds {
-                let method = match kind {
-                    Change::Tools => "notifications/tools/list_changed",
-                    Change::Prompts => "notifications/prompts/list_changed",
-                    Change::Resources => "notifications/resources/list_changed",
-                };
-                let _ = self
-                    .broadcast
-                    .send(crate::mcp::jsonrpc::notification(method, None));
-            }
+            self.rebuild_catalog(&kinds);
+        }
+    }
+
+    fn rebuild_catalog(&self, kinds: &[Change]) {
+        let members = self.members.load_full().as_ref().clone();
+        self.catalog.store(Arc::new(Catalog::build(
+            members,
+            self.settings.load().prefix,
+        )));
+        for kind in kinds {
+            let method = match kind {
+                Change::Tools => "notifications/tools/list_changed",
+                Change::Prompts => "notifications/prompts/list_changed",
+                Change::Resources => "notifications/resources/list_changed",
+            };
+            let _ = self.broadcast.send(jsonrpc::notification(method, None));
         }
     }
 
     /// Stops every supervisor (and so every stdio child) and waits for them.
     pub async fn stop(&self) {
         self.shutdown.cancel();
-        let mut tasks = self.tasks.lock().await;
-        while tasks.join_next().await.is_some() {}
+        let members = self.members.load_full();
+        futures_util::future::join_all(members.iter().map(|member| member.shut_down())).await;
     }
 
     /// Server notifications for clients' GET streams.
@@ -168,45 +318,83 @@ impl Gateway {
 
     /// (connected, configured) downstreams.
     pub fn status(&self) -> (usize, usize) {
-        let connected = self
-            .downstreams
+        let members = self.members.load();
+        let connected = members
             .iter()
-            .filter(|downstream| downstream.is_connected())
+            .filter(|member| member.downstream.is_connected())
             .count();
-        (connected, self.downstreams.len())
+        (connected, members.len())
     }
 
-    /// Per-server connection state, in config order.
-    pub fn servers(&self) -> impl Iterator<Item = (&str, bool)> {
-        self.downstreams
+    /// Per-server state, in config order: the name and, when connected, the protocol
+    /// revision of its session.
+    pub fn servers(&self) -> Vec<(String, Option<String>)> {
+        let members = self.members.load();
+        members
             .iter()
-            .map(|downstream| (downstream.name(), downstream.is_connected()))
+            .map(|member| {
+                (
+                    member.downstream.name().to_owned(),
+                    member.downstream.protocol_version(),
+                )
+            })
+            .collect()
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Re-reads every HTTPS downstream's certificates, keys and CA files. A server whose new
+    /// material loads gets it for its next connections (established ones keep theirs); one
+    /// whose material fails keeps the old, and the failure is logged. One result per HTTPS
+    /// downstream.
+    pub fn reload_tls(&self) -> Vec<TlsReload> {
+        let members = self.members.load();
+        members
+            .iter()
+            .filter_map(|member| member.reload_tls(&self.metrics))
+            .collect()
     }
 
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.load_full()
     }
+
+    fn tools_mode(&self) -> ToolsMode {
+        self.settings.load().tools
+    }
 }
+
+type HttpParts = (
+    crate::downstream::http::HttpClient,
+    Option<(ClientHandle, config::ClientTls)>,
+);
 
 fn http_client(
     server: &config::Downstream,
-) -> Result<Option<crate::downstream::http::HttpClient>, StartError> {
+    metrics: &Arc<Metrics>,
+) -> Result<Option<HttpParts>, StartError> {
     let Transport::Http(http) = &server.transport else {
         return Ok(None);
     };
     let tls = if http.url.scheme_str() == Some("https") {
-        let context = ClientContext::new(&http.tls).map_err(|source| StartError::Tls {
-            server: server.name.clone(),
-            source,
-        })?;
-        Some(Arc::new(context))
+        let handle =
+            ClientContext::handle(&server.name, &http.tls, metrics.clone()).map_err(|source| {
+                StartError::Tls {
+                    server: server.name.clone(),
+                    source,
+                }
+            })?;
+        Some(handle)
     } else {
         None
     };
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .build(Connector::new(tls));
-    Ok(Some(client))
+        .build(Connector::new(tls.clone()));
+    Ok(Some((client, tls.map(|handle| (handle, http.tls.clone())))))
 }

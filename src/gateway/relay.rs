@@ -71,6 +71,11 @@ impl Relay {
         }
     }
 
+    /// The id the client gave the request.
+    pub fn client_id(&self) -> Value {
+        self.client_id.clone()
+    }
+
     /// Whether the response has been produced.
     pub fn is_finished(&self) -> bool {
         self.finished

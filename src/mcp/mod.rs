@@ -3,6 +3,7 @@
 //! The gateway is a transparent relay: it reads and rewrites only the fields it must (ids, names,
 //! cursors, progress tokens) so fields from newer revisions or vendors pass through intact.
 
+pub mod era;
 pub mod jsonrpc;
 pub mod sse;
 pub mod version;

@@ -43,6 +43,16 @@ pub fn json(status: StatusCode, message: &Value) -> Response<Body> {
     response
 }
 
+/// A `text/plain` 200 response (the Prometheus text format).
+pub fn text(text: String) -> Response<Body> {
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(text))));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 /// A response with no body.
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut response = Response::new(Either::Left(Full::default()));

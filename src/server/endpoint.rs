@@ -14,9 +14,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use super::App;
+use super::answer::{self, Era};
 use super::body::{self, Body};
 use super::session::Session;
-use crate::gateway::{Relay, Reply, RequestContext};
+use super::stateless;
+use crate::gateway::{Reply, RequestContext};
 use crate::mcp::jsonrpc::{self, INVALID_REQUEST, Kind, PARSE_ERROR};
 use crate::mcp::{sse, version};
 
@@ -24,10 +26,6 @@ use crate::mcp::{sse, version};
 const MAX_BODY: usize = 8 * 1024 * 1024;
 /// How often an idle GET stream sends a comment, so proxies and clients keep it open.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
-/// Events buffered per SSE response before the relay waits for the client.
-const STREAM_BUFFER: usize = 64;
-/// JSON-RPC code for a request the client cancelled.
-const REQUEST_CANCELLED: i64 = -32800;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -55,15 +53,19 @@ pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> 
             );
         }
     };
+    let context = RequestContext {
+        authorization: parts.headers.get(AUTHORIZATION).cloned(),
+        ..RequestContext::default()
+    };
+    if stateless::applies(&parts.headers, &message) {
+        return stateless::post(app, &parts.headers, message, context).await;
+    }
     if is_initialize(&message) {
         return initialize(app, &message);
     }
     let session = match session_of(app, &parts.headers) {
         Ok(session) => session,
         Err(response) => return *response,
-    };
-    let context = RequestContext {
-        authorization: parts.headers.get(AUTHORIZATION).cloned(),
     };
     let streaming = accepts_event_stream(&parts.headers);
     match message {
@@ -172,77 +174,28 @@ async fn request(
     {
         session.set_log_level(level);
     }
+    let context = RequestContext {
+        log_level: Some(session.log_level()),
+        ..context
+    };
     let cancelled = session.track(&id);
     let reply = tokio::select! {
         reply = app.gateway.handle(message, &context) => reply,
-        _ = cancelled.cancelled() => return cancelled_response(&session, id),
+        _ = cancelled.cancelled() => {
+            session.untrack(&id);
+            return answer::cancelled_response(id);
+        }
     };
-    let mut relay = match reply {
+    match reply {
         Reply::Immediate(response) => {
             session.untrack(&id);
-            return body::json(StatusCode::OK, &response);
+            body::json(StatusCode::OK, &response)
         }
-        Reply::Relayed(relay) => relay,
-    };
-    // Answer with JSON when the first thing the downstream sends is the response (the common
-    // case): one write, no SSE framing. Only a notification first switches to a stream.
-    let first = tokio::select! {
-        first = next_for(&mut relay, streaming) => first,
-        _ = cancelled.cancelled() => return cancelled_response(&session, id),
-    };
-    if relay.is_finished() {
-        session.untrack(&id);
-        return body::json(StatusCode::OK, &first);
-    }
-    let (sender, response) = body::event_stream(STREAM_BUFFER);
-    tokio::spawn(stream_relay(session, id, relay, first, sender, cancelled));
-    response
-}
-
-/// The next message to send; without SSE, notifications are dropped (the client cannot take
-/// them) and only the response is returned.
-async fn next_for(relay: &mut Relay, streaming: bool) -> Value {
-    loop {
-        let message = relay
-            .next()
-            .await
-            .expect("BUG: a relay ends with its response");
-        if streaming || relay.is_finished() {
-            return message;
+        Reply::Relayed(relay) => {
+            let done = move || session.untrack(&id);
+            answer::relayed(relay, Era::Handshake, streaming, cancelled, done).await
         }
     }
-}
-
-async fn stream_relay(
-    session: Arc<Session>,
-    id: Value,
-    mut relay: Relay,
-    first: Value,
-    sender: mpsc::Sender<Bytes>,
-    cancelled: tokio_util::sync::CancellationToken,
-) {
-    let mut next = Some(first);
-    while let Some(message) = next {
-        let event = sse::encode_message(
-            &serde_json::to_vec(&message).expect("BUG: JSON always serializes"),
-        );
-        if sender.send(event).await.is_err() {
-            break; // the client went away: dropping the relay cancels the downstream call
-        }
-        next = tokio::select! {
-            message = relay.next() => message,
-            _ = cancelled.cancelled() => None,
-        };
-    }
-    session.untrack(&id);
-}
-
-fn cancelled_response(session: &Session, id: Value) -> Response<Body> {
-    session.untrack(&id);
-    body::json(
-        StatusCode::OK,
-        &jsonrpc::error(id, REQUEST_CANCELLED, "Request cancelled"),
-    )
 }
 
 async fn post_batch(
@@ -258,7 +211,9 @@ async fn post_batch(
                 let reply = app.gateway.handle(message, context).await;
                 responses.push(match reply {
                     Reply::Immediate(response) => response,
-                    Reply::Relayed(mut relay) => next_for(&mut relay, false).await,
+                    Reply::Relayed(mut relay) => {
+                        answer::next_message(&mut relay, Era::Handshake, false).await
+                    }
                 });
             }
             Some(Kind::Notification) => notification(session, &message),
@@ -273,6 +228,9 @@ async fn post_batch(
 
 /// GET: the stream of server notifications (list changes, log messages) for one session.
 pub fn get(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
+    if let Some(refused) = stateless_only_post(request.headers()) {
+        return refused;
+    }
     let session = match session_of(app, request.headers()) {
         Ok(session) => session,
         Err(response) => return *response,
@@ -284,7 +242,7 @@ pub fn get(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
             "Not Acceptable: the GET stream is text/event-stream",
         );
     }
-    let (sender, response) = body::event_stream(STREAM_BUFFER);
+    let (sender, response) = body::event_stream(answer::STREAM_BUFFER);
     let notifications = app.gateway.subscribe();
     tokio::spawn(notification_stream(session, notifications, sender));
     response
@@ -295,7 +253,7 @@ async fn notification_stream(
     mut notifications: tokio::sync::broadcast::Receiver<Value>,
     sender: mpsc::Sender<Bytes>,
 ) {
-    let closed = session.closed().clone();
+    let closed = session.streams_closed().clone();
     loop {
         let chunk = tokio::select! {
             received = notifications.recv() => match received {
@@ -323,6 +281,9 @@ async fn notification_stream(
 
 /// DELETE: ends the session.
 pub fn delete(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
+    if let Some(refused) = stateless_only_post(request.headers()) {
+        return refused;
+    }
     let Some(id) = request
         .headers()
         .get(SESSION_HEADER)
@@ -341,8 +302,21 @@ pub fn delete(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// The stateless era has neither a GET stream nor sessions to delete: 405, `Allow: POST`.
+fn stateless_only_post(headers: &HeaderMap) -> Option<Response<Body>> {
+    let version = headers.get(VERSION_HEADER)?.to_str().unwrap_or("");
+    if version::is_supported(version) {
+        return None;
+    }
+    let mut response = body::empty(StatusCode::METHOD_NOT_ALLOWED);
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+    Some(response)
+}
+
 /// Whether the client takes SSE answers (a missing Accept is read as "anything").
-fn accepts_event_stream(headers: &HeaderMap) -> bool {
+pub(super) fn accepts_event_stream(headers: &HeaderMap) -> bool {
     let Some(accept) = headers.get(ACCEPT).and_then(|value| value.to_str().ok()) else {
         return true;
     };
@@ -358,11 +332,13 @@ pub fn health(app: &App) -> Response<Body> {
     let servers: serde_json::Map<String, Value> = app
         .gateway
         .servers()
-        .map(|(name, up)| {
-            (
-                name.to_owned(),
-                Value::from(if up { "connected" } else { "connecting" }),
-            )
+        .into_iter()
+        .map(|(name, version)| {
+            let state = match version {
+                Some(version) => json!({"status": "connected", "protocolVersion": version}),
+                None => json!({"status": "connecting"}),
+            };
+            (name, state)
         })
         .collect();
     body::json(

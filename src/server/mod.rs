@@ -1,9 +1,13 @@
-//! The HTTP front end: the MCP endpoint, `/health`, and the accept loop with graceful drain.
+//! The HTTP(S) front end: the MCP endpoint, `/health`, `/metrics`, and the accept loop with
+//! graceful drain. With `[server.tls]` each connection's OpenSSL handshake runs in its own task,
+//! never in the accept loop.
 
+mod answer;
 mod body;
 mod endpoint;
 pub mod guard;
 pub mod session;
+mod stateless;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config;
 use crate::gateway::Gateway;
+use crate::tls::server::AcceptorHandle;
 use body::Body;
 use guard::Guard;
 use session::Sessions;
@@ -28,25 +33,93 @@ use session::Sessions;
 pub struct App {
     gateway: Arc<Gateway>,
     sessions: Sessions,
-    guard: Guard,
+    guard: arc_swap::ArcSwap<Guard>,
     mcp_path: Option<String>,
     health_path: Option<String>,
+    /// Cancelled at shutdown: ends `subscriptions/listen` streams, which never end by themselves.
+    streams_closed: tokio_util::sync::CancellationToken,
+    metrics_path: Option<String>,
+    // Swapped on reload; whether HTTPS is on at all is fixed at start (it is the listener's
+    // protocol).
+    tls: Option<AcceptorHandle>,
 }
+
+/// The verified subject of the client's certificate (mutual TLS), in each request's extensions.
+#[derive(Debug, Clone)]
+pub struct ClientSubject(pub Arc<str>);
 
 impl App {
     /// The front end for a configuration and a started gateway.
-    pub fn new(config: &config::Config, gateway: Arc<Gateway>) -> Arc<Self> {
+    pub fn new(
+        config: &config::Config,
+        gateway: Arc<Gateway>,
+        acceptor: Option<AcceptorHandle>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             gateway,
             sessions: Sessions::default(),
-            guard: Guard::new(&config.server),
+            guard: arc_swap::ArcSwap::from_pointee(Guard::new(&config.server)),
             mcp_path: config.mcp.enabled.then(|| config.mcp.path.clone()),
             health_path: config
                 .server
                 .health
                 .enabled
                 .then(|| config.server.health.path.clone()),
+            streams_closed: tokio_util::sync::CancellationToken::new(),
+            metrics_path: config
+                .server
+                .metrics
+                .enabled
+                .then(|| config.server.metrics.path.clone()),
+            tls: acceptor,
         })
+    }
+
+    /// Applies the reloadable parts of `[server]` (allowed hosts and origins). The listen
+    /// address and the endpoint paths need a restart, which is logged.
+    pub fn reload(&self, config: &config::Config) {
+        self.guard.store(Arc::new(Guard::new(&config.server)));
+        let mcp_path = config.mcp.enabled.then(|| config.mcp.path.clone());
+        let health_path = config
+            .server
+            .health
+            .enabled
+            .then(|| config.server.health.path.clone());
+        if self.mcp_path != mcp_path || self.health_path != health_path {
+            tracing::warn!(
+                "[mcp] path/enabled or [server.health] changed: restart the gateway to apply"
+            );
+        }
+    }
+
+    /// Re-reads `[server.tls]` material (from `settings`, the configuration now in force): new
+    /// connections get it, established ones keep theirs; on failure the old acceptor stays.
+    /// `None` when the gateway serves plain HTTP.
+    pub fn reload_tls(
+        &self,
+        settings: Option<&config::ServerTls>,
+    ) -> Option<Result<(), crate::tls::Error>> {
+        let Some(handle) = &self.tls else {
+            if settings.is_some() {
+                tracing::warn!("[server.tls] was added: restart the gateway to serve HTTPS");
+            }
+            return None;
+        };
+        let Some(settings) = settings else {
+            tracing::warn!(
+                "[server.tls] was removed: restart the gateway to serve plain HTTP; HTTPS stays on"
+            );
+            return None;
+        };
+        let result =
+            crate::tls::server::acceptor(settings).map(|acceptor| handle.store(Arc::new(acceptor)));
+        match &result {
+            Ok(()) => tracing::info!("[server.tls] material reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "[server.tls] reload failed; keeping the previous certificate and key")
+            }
+        }
+        Some(result)
     }
 
     async fn route(
@@ -54,13 +127,19 @@ impl App {
         request: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
         let path = request.uri().path();
+        if let Some(ClientSubject(subject)) = request.extensions().get::<ClientSubject>() {
+            tracing::info!(client = %subject, method = %request.method(), path, "request");
+        }
         if self.health_path.as_deref() == Some(path) && request.method() == Method::GET {
             return Ok(endpoint::health(&self));
+        }
+        if self.metrics_path.as_deref() == Some(path) && request.method() == Method::GET {
+            return Ok(body::text(self.gateway.metrics().render()));
         }
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
         }
-        if let Err(refused) = self.guard.check(request.headers()) {
+        if let Err(refused) = self.guard.load().check(request.headers()) {
             tracing::warn!(%refused, "request refused");
             return Ok(body::rpc_error(
                 StatusCode::FORBIDDEN,
@@ -110,21 +189,32 @@ pub async fn run(
         };
         // Nagle plus delayed ACK would hold small responses for ~40 ms.
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |request| app.clone().route(request));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = &app.tls else {
+            let watcher = graceful.watcher();
+            serve_connection(
+                &builder,
+                watcher,
+                app.clone(),
+                TokioIo::new(stream),
+                None,
+                peer,
+            );
+            continue;
+        };
+        let acceptor = acceptor.load_full();
+        // Watched from before the handshake, so a drain waits for it too.
+        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
+            let Some((stream, subject)) = accept_tls(&acceptor, stream, peer).await else {
+                return;
+            };
+            serve_connection(&builder, watcher, app, TokioIo::new(stream), subject, peer);
         });
     }
     expiry.abort();
     // Notification streams never end by themselves: close them so their connections can drain.
     app.sessions.close_all();
+    app.streams_closed.cancel();
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
@@ -135,6 +225,75 @@ pub async fn run(
         );
     }
 }
+
+type Builder = auto::Builder<TokioExecutor>;
+
+fn serve_connection<I>(
+    builder: &Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    app: Arc<App>,
+    io: TokioIo<I>,
+    subject: Option<ClientSubject>,
+    peer: std::net::SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        if let Some(subject) = &subject {
+            request.extensions_mut().insert(subject.clone());
+        }
+        app.clone().route(request)
+    });
+    let connection = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    let connection = watcher.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    });
+}
+
+/// The server side of the handshake; the verified client subject when client certificates are
+/// required. A failed handshake is logged and the connection dropped.
+async fn accept_tls(
+    acceptor: &openssl::ssl::SslAcceptor,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<(
+    tokio_openssl::SslStream<tokio::net::TcpStream>,
+    Option<ClientSubject>,
+)> {
+    let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
+    let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
+    let accepted =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, std::pin::Pin::new(&mut stream).accept()).await;
+    match accepted {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            let reason = match error.ssl_error() {
+                Some(stack) => crate::tls::errors::reasons(stack),
+                None => error.to_string(),
+            };
+            let verify = stream.ssl().verify_result();
+            tracing::warn!(%peer, %reason, %verify, "client TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "client TLS handshake timed out");
+            return None;
+        }
+    }
+    let subject = stream
+        .ssl()
+        .peer_certificate()
+        .map(|cert| ClientSubject(crate::tls::subject_text(&cert).into()));
+    Some((stream, subject))
+}
+
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn expire_sessions(app: Arc<App>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -16,18 +16,6 @@ use tokio_util::sync::CancellationToken;
 /// Sessions idle this long are forgotten (clients re-initialize on 404).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
-/// RFC 5424 severities as MCP names them, least severe first.
-const LEVELS: &[&str] = &[
-    "debug",
-    "info",
-    "notice",
-    "warning",
-    "error",
-    "critical",
-    "alert",
-    "emergency",
-];
-
 /// One client session.
 pub struct Session {
     /// `Mcp-Session-Id`.
@@ -35,6 +23,9 @@ pub struct Session {
     /// The revision agreed in `initialize`.
     pub protocol_version: &'static str,
     closed: CancellationToken,
+    // A child of `closed`: also cancelled alone at shutdown, which must end GET streams (so
+    // connections can drain) but not the requests in flight (they are what draining waits for).
+    streams: CancellationToken,
     // Client request id (as JSON text) -> cancellation of its relay. A std Mutex: insert/remove
     // only, never held across `.await`.
     in_flight: Mutex<HashMap<String, CancellationToken>>,
@@ -44,10 +35,12 @@ pub struct Session {
 
 impl Session {
     fn new(protocol_version: &'static str) -> Self {
+        let closed = CancellationToken::new();
         Self {
             id: format!("{:032x}", rand::random::<u128>()),
             protocol_version,
-            closed: CancellationToken::new(),
+            streams: closed.child_token(),
+            closed,
             in_flight: Mutex::default(),
             min_log_level: AtomicU8::new(0),
             last_seen: AtomicU64::new(now()),
@@ -57,6 +50,11 @@ impl Session {
     /// Cancelled when the session ends (DELETE, expiry, shutdown).
     pub fn closed(&self) -> &CancellationToken {
         &self.closed
+    }
+
+    /// Cancelled when the session's notification streams must end (session ended, shutdown).
+    pub fn streams_closed(&self) -> &CancellationToken {
+        &self.streams
     }
 
     /// Records a request in flight; its token fires on `notifications/cancelled`.
@@ -80,9 +78,14 @@ impl Session {
 
     /// `logging/setLevel`: log notifications below `level` are no longer sent to this client.
     pub fn set_log_level(&self, level: &str) {
-        if let Some(position) = LEVELS.iter().position(|known| *known == level) {
+        if let Some(position) = crate::mcp::era::level_index(level) {
             self.min_log_level.store(position as u8, Ordering::Relaxed);
         }
+    }
+
+    /// The lowest log level this client wants (everything until it calls `logging/setLevel`).
+    pub fn log_level(&self) -> &'static str {
+        crate::mcp::era::LEVELS[usize::from(self.min_log_level.load(Ordering::Relaxed))]
     }
 
     /// Whether a server notification should reach this client.
@@ -94,7 +97,7 @@ impl Session {
             .pointer("/params/level")
             .and_then(Value::as_str)
             .unwrap_or("info");
-        let position = LEVELS.iter().position(|known| *known == level).unwrap_or(0);
+        let position = crate::mcp::era::level_index(level).unwrap_or(0);
         position as u8 >= self.min_log_level.load(Ordering::Relaxed)
     }
 
@@ -154,10 +157,11 @@ impl Sessions {
         });
     }
 
-    /// Ends every session (shutdown): their GET streams close so connections can drain.
+    /// Shutdown: closes every session's GET streams so connections can drain; requests in
+    /// flight run on to their end.
     pub fn close_all(&self) {
         for entry in self.map.iter() {
-            entry.value().closed.cancel();
+            entry.value().streams.cancel();
         }
     }
 
@@ -196,6 +200,24 @@ mod tests {
         assert!(sessions.remove(&session.id));
         assert!(session.closed().is_cancelled());
         assert!(sessions.get(&session.id).is_none());
+    }
+
+    #[test]
+    fn shutdown_ends_streams_but_not_requests_in_flight() {
+        let sessions = Sessions::default();
+        let session = sessions.create("2025-11-25");
+        let request = session.track(&json!(1));
+        sessions.close_all();
+        assert!(session.streams_closed().is_cancelled());
+        assert!(
+            !request.is_cancelled(),
+            "draining waits for requests in flight"
+        );
+        assert!(sessions.remove(&session.id));
+        assert!(
+            request.is_cancelled(),
+            "an ended session cancels its requests"
+        );
     }
 
     #[test]

@@ -113,9 +113,10 @@ pub struct Gateway {
     pub url: String,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    nexus: std::sync::Arc<nexus::Nexus>,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Gateway {
@@ -137,19 +138,27 @@ impl Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move {
-            nexus::serve(&config, listener, stop)
-                .await
-                .expect("gateway failed to start");
-        });
+        let nexus =
+            std::sync::Arc::new(nexus::Nexus::start(&config).expect("gateway failed to start"));
+        let (running, stop) = (nexus.clone(), shutdown.clone());
+        let task = tokio::spawn(async move { running.run(listener, stop).await });
         Self {
             url: format!("{base}/mcp"),
             base,
+            nexus,
             shutdown,
             task: Some(task),
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Rewrites the configuration file and reloads it, as SIGHUP does.
+    pub async fn reload(&self, toml: &str) -> nexus::gateway::ReloadReport {
+        let path = self.dir.path().join("nexus.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config =
+            nexus::config::load(&path).unwrap_or_else(|error| panic!("bad test config:\n{error}"));
+        self.nexus.reload(&config).await.expect("reload failed").0
     }
 
     /// Polls `/health` until `count` downstreams are connected.
@@ -270,7 +279,12 @@ impl RawSession {
 
     /// A request whose answer is JSON; returns the response message.
     pub async fn request(&self, method: &str, params: Value) -> Value {
-        let message = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        self.request_with_id(1, method, params).await
+    }
+
+    /// [`Self::request`] with a chosen id, for requests in flight together in one session.
+    pub async fn request_with_id(&self, id: u64, method: &str, params: Value) -> Value {
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let (status, headers, body) = self.post(&message).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         assert_eq!(
@@ -278,6 +292,109 @@ impl RawSession {
             "a single answer comes as JSON"
         );
         serde_json::from_slice(&body).unwrap()
+    }
+
+    /// `tools/call`; returns the response message (a `result` or an `error`).
+    pub async fn call(&self, id: u64, name: &str, arguments: Value) -> Value {
+        self.request_with_id(
+            id,
+            "tools/call",
+            json!({"name": name, "arguments": arguments}),
+        )
+        .await
+    }
+
+    /// The text of a tool call that must succeed.
+    pub async fn call_text(&self, name: &str, arguments: Value) -> String {
+        let response = self.call(1, name, arguments).await;
+        let result = response
+            .get("result")
+            .unwrap_or_else(|| panic!("{name} failed: {response}"));
+        text(result).to_owned()
+    }
+
+    /// Opens the GET stream of server notifications.
+    pub async fn notifications(&self) -> EventStream {
+        let mut headers = mcp_headers(Some(&self.id));
+        headers.insert("accept", "text/event-stream".parse().unwrap());
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let mut request = Request::get(&self.url).body(Full::default()).unwrap();
+        *request.headers_mut() = headers;
+        let response = tokio::time::timeout(WAIT, client.request(request))
+            .await
+            .expect("GET stream timeout")
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        EventStream {
+            body: response.into_body(),
+            buffer: String::new(),
+        }
+    }
+}
+
+/// An SSE response read as it arrives.
+pub struct EventStream {
+    body: hyper::body::Incoming,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next JSON-RPC message on the stream (comments and keep-alives skipped); panics after
+    /// [`WAIT`] or when the stream ends.
+    pub async fn next_message(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                if let Some(message) = sse_messages(&event).pop() {
+                    return message;
+                }
+                continue;
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .expect("no event on the stream in time")
+                .expect("the stream ended")
+                .unwrap();
+            if let Ok(data) = frame.into_data() {
+                self.buffer.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    }
+}
+
+/// The JSON messages of an SSE body, in order (`data:` lines of each event joined).
+pub fn sse_messages(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(|data| data.strip_prefix(' ').unwrap_or(data))
+                .collect();
+            (!data.is_empty()).then(|| serde_json::from_str(&data.join("\n")).unwrap())
+        })
+        .collect()
+}
+
+/// Polls `probe` until it returns `Some`, for at most [`WAIT`]; panics naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not after {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -389,17 +506,9 @@ impl Server {
     /// The fixture over HTTP on a free port; `extra` are more fixture options. When `wait` is
     /// false the caller handles readiness (e.g. a server that starts late).
     pub async fn fixture_http(extra: &[&str], wait: bool) -> Self {
-        let port = free_port().await;
-        let mut child = Command::new(fixture_program())
-            .args(["http", "--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("fixture server");
+        let mut server = Self::fixture_http_on(free_port().await, extra);
         if wait {
-            let stdout = child.stdout.take().unwrap();
+            let stdout = server.child.stdout.take().unwrap();
             let mut lines = BufReader::new(stdout).lines();
             let line = tokio::time::timeout(WAIT, lines.next_line())
                 .await
@@ -407,6 +516,45 @@ impl Server {
                 .unwrap();
             assert!(line.is_some_and(|line| line.starts_with("LISTENING")));
         }
+        server
+    }
+
+    /// The fixture over HTTP on `port` (e.g. one a gateway already points at), not waited for.
+    pub fn fixture_http_on(port: u16, extra: &[&str]) -> Self {
+        let child = Command::new(fixture_program())
+            .args(["http", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("fixture server");
+        Self { child, port }
+    }
+
+    /// The Python `mcp` server (`tests/servers/py_server.py`, both protocol eras) over plain
+    /// HTTP on a port it picks, ready once it printed `LISTENING <port>`.
+    pub async fn python_http(extra: &[&str]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/py_server.py");
+        let mut child = Command::new(tools().join("bin/python"))
+            .arg(script)
+            .args(["--port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("python server start")
+            .unwrap();
+        let port = line
+            .as_deref()
+            .and_then(|line| line.strip_prefix("LISTENING "))
+            .and_then(|port| port.trim().parse().ok());
+        let port = port.unwrap_or_else(|| panic!("python server printed {line:?}"));
         Self { child, port }
     }
 

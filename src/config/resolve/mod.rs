@@ -13,6 +13,8 @@ mod tls;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::config::Pkcs11Defaults;
+
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
 use serde_spanned::Spanned;
@@ -46,6 +48,7 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         base,
         credentials,
         unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
+        pkcs11: Pkcs11Defaults::default(),
     };
     let config = cx.document(doc, path);
     cx.problems.finish(config)
@@ -99,6 +102,8 @@ pub(crate) struct Cx<'a> {
     credentials: Option<PathBuf>,
     /// Relative secret files in `credentials` are not checked (see `check_without_credentials`).
     unchecked_credentials: bool,
+    /// `[pkcs11]`, resolved first: every `pkcs11:` key and certificate carries it.
+    pkcs11: Pkcs11Defaults,
 }
 
 impl Cx<'_> {
@@ -117,10 +122,11 @@ impl Cx<'_> {
                 ),
             }
         }
+        self.pkcs11 = self.pkcs11(pkcs11);
         Config {
             path: path.to_path_buf(),
             server: self.server(server),
-            pkcs11: self.pkcs11(pkcs11),
+            pkcs11: self.pkcs11.clone(),
             mcp: self.mcp(mcp),
         }
     }

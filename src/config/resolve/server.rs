@@ -19,12 +19,17 @@ impl Cx<'_> {
             .and_then(|v| self.section(v, "server"))
             .unwrap_or_default();
         let health = raw.health.unwrap_or_default();
+        let metrics = raw.metrics.unwrap_or_default();
         Server {
             listen_address: self.listen_address(raw.listen_address),
             tls: raw.tls.and_then(|tls| self.server_tls(tls)),
             health: Health {
                 enabled: health.enabled.unwrap_or(true),
                 path: self.url_path(health.path, "server.health.path", "/health"),
+            },
+            metrics: Health {
+                enabled: metrics.enabled.unwrap_or(true),
+                path: self.url_path(metrics.path, "server.metrics.path", "/metrics"),
             },
             allowed_hosts: raw.allowed_hosts.unwrap_or_default(),
             allowed_origins: raw.allowed_origins.unwrap_or_default(),

@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use serde_spanned::Spanned;
 
 use super::Cx;
+use crate::config::Pkcs11Ref;
 use crate::config::model::{
     CertSource, ClientIdentity, ClientTls, KeySource, SecretSource, TlsParams, TlsVersion, Trust,
     Verify,
@@ -71,7 +72,7 @@ impl Cx<'_> {
     /// A certificate: a `pkcs11:` URI kept verbatim, else a PEM file that must be readable.
     pub(super) fn cert_source(&mut self, value: &Spanned<String>, key: &str) -> CertSource {
         if value.get_ref().starts_with(PKCS11_SCHEME) {
-            CertSource::Pkcs11(value.get_ref().clone())
+            CertSource::Pkcs11(self.pkcs11_ref(value))
         } else {
             CertSource::Pem(self.file(value, key))
         }
@@ -98,7 +99,14 @@ impl Cx<'_> {
             let fix = "remove it; the token PIN comes from the URI's pin-source or from [pkcs11]";
             self.problems.push(span, stray_key, message, fix);
         }
-        KeySource::Pkcs11(value.get_ref().clone())
+        KeySource::Pkcs11(self.pkcs11_ref(value))
+    }
+
+    fn pkcs11_ref(&self, value: &Spanned<String>) -> Pkcs11Ref {
+        Pkcs11Ref {
+            uri: value.get_ref().clone(),
+            defaults: self.pkcs11.clone().into(),
+        }
     }
 
     /// A secret given inline or as a file, never both.
