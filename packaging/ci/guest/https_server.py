@@ -4,7 +4,10 @@
   https_server.py PORT CERT KEY CLIENT_CA SERIAL_LOG
 
 Answers Streamable HTTP POSTs with JSON. Tool `tls_whoami` returns the serial number of the
-client certificate of the connection; every request appends that serial to SERIAL_LOG."""
+client certificate of the connection; every request appends that serial to SERIAL_LOG. Each
+response closes its connection, so every request is a new TLS handshake: after a reload the
+gateway's next request shows the client certificate it uses now (pooled connections made
+before the reload would otherwise keep the old one, by design)."""
 import json
 import ssl
 import sys
@@ -29,8 +32,10 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         with open(serial_log, "a") as log:
             log.write(self.serial() + "\n")
+        self.close_connection = True
         if "id" not in body:
             self.send_response(202)
+            self.send_header("Connection", "close")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -48,6 +53,7 @@ class Handler(BaseHTTPRequestHandler):
             result = {}
         data = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": result}).encode()
         self.send_response(200)
+        self.send_header("Connection", "close")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

@@ -225,7 +225,13 @@ case $format in
   deb)
     check "dpkg -r stops the service" bash -c 'dpkg -r nexus >/dev/null && [ "$(systemctl is-active nexus.service)" != active ] && [ ! -e /usr/bin/nexus ]'
     check "remove keeps the configuration and the user" bash -c 'test -f /etc/nexus/nexus.toml && getent passwd nexus >/dev/null'
-    check "dpkg -P removes /etc/nexus and /var/lib/nexus" bash -c 'dpkg -P nexus >/dev/null && [ ! -e /etc/nexus ] && [ ! -e /var/lib/nexus ]'
+    check "dpkg -P removes the configuration, credentials and state" bash -c 'dpkg -P nexus >/dev/null 2>&1 && [ ! -e /etc/nexus/nexus.toml ] && [ ! -e /etc/nexus/credentials ] && [ ! -e /var/lib/nexus ]'
+    if [ $https = yes ]; then
+      # Certificates the operator put in /etc/nexus/certs are theirs: purge leaves them.
+      check "dpkg -P keeps operator certificates in /etc/nexus/certs" test -f /etc/nexus/certs/client.pem
+    else
+      check "dpkg -P removes /etc/nexus" test ! -e /etc/nexus
+    fi
     ;;
   rpm)
     check "rpm -e stops and disables the service" bash -c 'rpm -e --nodeps --dbpath /var/lib/rpm nexus && [ "$(systemctl is-active nexus.service)" != active ] && [ ! -e /usr/bin/nexus ]'
