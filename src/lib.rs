@@ -10,9 +10,11 @@
 //!   legacy SSE), each supervised (timeouts, restart with backoff).
 //! - [`gateway`]: the catalog built from every downstream (naming, routing, search/execute).
 //! - [`server`]: the hyper listener: the MCP endpoint, `/health`, `/metrics`.
-//! - [`service`]: process lifecycle (signals).
+//! - [`service`]: life under systemd: signals, sd_notify readiness and watchdog, journal logs.
+//! - [`cli`]: the command line (shared by the binary and the man page generator).
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod downstream;
 pub mod gateway;

@@ -1,88 +1,23 @@
 //! The `nexus` binary: parse the command line, then hand over to the library.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use nexus::cli::{Cli, Command, Pkcs11Command, TlsCommand};
 use nexus::config;
 use nexus::service::signals::{Request, Signals};
+use nexus::service::{journal, notify};
 
 /// sysexits EX_CONFIG: the configuration is wrong; restarting will not help.
 const EXIT_CONFIG: u8 = 78;
 
-/// An MCP gateway on native OpenSSL: one MCP endpoint for many downstream MCP servers.
-#[derive(Debug, Parser)]
-#[command(name = "nexus", version, about)]
-struct Cli {
-    /// Configuration file [default: ./nexus.toml, then /etc/nexus/nexus.toml].
-    #[arg(short, long, global = true, env = "NEXUS_CONFIG")]
-    config: Option<PathBuf>,
-    /// Address to listen on, overriding `[server] listen_address`.
-    #[arg(short = 'l', long, env = "NEXUS_LISTEN_ADDRESS")]
-    listen_address: Option<SocketAddr>,
-    /// Log filter: a level (error, warn, info, debug, trace) or `target=level,...`.
-    #[arg(long, global = true, default_value = "info", env = "NEXUS_LOG")]
-    log: String,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogStyle::Text)]
-    log_style: LogStyle,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the gateway (the default).
-    Serve,
-    /// Validate the configuration and exit: 0 when valid, 1 with every problem otherwise.
-    Check,
-    /// PKCS#11 tokens: what is needed to write a `pkcs11:` URI.
-    #[command(subcommand)]
-    Pkcs11(Pkcs11Command),
-    /// TLS diagnostics.
-    #[command(subcommand)]
-    Tls(TlsCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum Pkcs11Command {
-    /// List slots, tokens and objects (labels, ids, key types and sizes); never PINs or keys.
-    List {
-        /// PKCS#11 module [default: `[pkcs11] module_path` of --config].
-        #[arg(long)]
-        module: Option<PathBuf>,
-        /// File holding the user PIN, to see private keys [default: `[pkcs11]` pin of --config].
-        #[arg(long)]
-        pin_file: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum TlsCommand {
-    /// Connect to HTTPS downstreams with exactly their configured TLS settings and report the
-    /// protocol, cipher, peer chain, verification verdict, client certificate and MCP
-    /// `initialize` result. Exits 1 if any probe failed.
-    Probe {
-        /// Servers to probe (default: every HTTPS downstream).
-        servers: Vec<String>,
-    },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogStyle {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli);
+    journal::init(&cli.log, cli.log_style);
     let path = cli.config.clone().unwrap_or_else(config::default_path);
     match cli.command {
         Some(Command::Check) => check(&path),
@@ -95,32 +30,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|error| {
-        eprintln!("invalid --log filter {:?} ({error}); using `info`", cli.log);
-        tracing_subscriber::EnvFilter::new("info")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_style {
-        LogStyle::Text => builder.init(),
-        LogStyle::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
 fn check(path: &std::path::Path) -> ExitCode {
-    match config::load(path) {
-        Ok(config) => {
+    match config::check_without_credentials(path) {
+        Ok((config, unchecked)) => {
+            let note = if unchecked {
+                "; credentials not visible here, not checked"
+            } else {
+                ""
+            };
             println!(
-                "{}: OK ({} servers)",
+                "{}: OK ({} servers{note})",
                 path.display(),
                 config.mcp.servers.len()
             );
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("{error}");
+            journal::eprint_error(&error.to_string());
             ExitCode::FAILURE
         }
     }
@@ -194,7 +120,7 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
     let mut config = match config::load(path) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("{error}");
+            journal::eprint_error(&error.to_string());
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -229,16 +155,31 @@ async fn run(config: config::Config, path: PathBuf) -> Result<(), String> {
         .await
         .map_err(|error| format!("cannot listen on {address}: {error}"))?;
     let shutdown = CancellationToken::new();
+    let background = CancellationToken::new();
+    notify::spawn_watchdog(background.clone());
     let mut serving = tokio::spawn({
         let (nexus, shutdown) = (nexus.clone(), shutdown.clone());
         async move { nexus.run(listener, shutdown).await }
     });
     tracing::info!(%address, "listening");
+    // Ready: the listener is bound, the configuration and all TLS material are loaded.
+    notify::ready(&status(&nexus));
+    notify::spawn_status_with(
+        {
+            let nexus = nexus.clone();
+            move || nexus.status()
+        },
+        background.clone(),
+    );
     loop {
         tokio::select! {
             request = signals.next() => match request {
                 Request::Shutdown => break,
-                Request::Reload => reload(&nexus, &path).await,
+                Request::Reload => {
+                    notify::reloading();
+                    reload(&nexus, &path).await;
+                    notify::ready(&status(&nexus));
+                }
             },
             finished = &mut serving => {
                 return finished.map_err(|error| format!("the gateway task failed: {error}"));
@@ -246,10 +187,19 @@ async fn run(config: config::Config, path: PathBuf) -> Result<(), String> {
         }
     }
     tracing::info!("shutting down: draining requests in flight, then stopping downstreams");
+    notify::stopping();
     shutdown.cancel();
-    serving
+    let result = serving
         .await
-        .map_err(|error| format!("the gateway task failed: {error}"))
+        .map_err(|error| format!("the gateway task failed: {error}"));
+    background.cancel();
+    result
+}
+
+/// `STATUS=` text for the downstreams of `nexus`.
+fn status(nexus: &nexus::Nexus) -> String {
+    let (connected, total) = nexus.status();
+    notify::status_text(connected, total)
 }
 
 /// SIGHUP: re-read the configuration; a bad one leaves the running one in place.

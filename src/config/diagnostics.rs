@@ -137,6 +137,19 @@ impl<'a> Problems<'a> {
         self.unset.push(span);
     }
 
+    /// Records that the value at `span` names a secret that could not be read (a systemd
+    /// credential); like an unset variable, anything else wrong with the value is a follow-on.
+    pub(crate) fn unavailable(
+        &mut self,
+        span: Range<usize>,
+        key: &str,
+        message: String,
+        fix: &str,
+    ) {
+        self.push(span.clone(), key, message, fix);
+        self.unset.push(span);
+    }
+
     /// Records a serde error, rewording serde's phrasing into the user's terms (keys, values).
     pub(crate) fn schema(&mut self, span: Range<usize>, key: &str, serde_message: &str) {
         let (message, fix) = reword(key, serde_message);

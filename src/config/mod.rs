@@ -30,6 +30,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path, &|name| std::env::var(name).ok())
 }
 
+/// Like [`load`], for `nexus check` run by the unit's `ExecReload=`: when `$CREDENTIALS_DIRECTORY`
+/// is set but this process cannot see it, credentials are not checked (`{{ credential.NAME }}`
+/// expands to an empty string, relative secret files are not looked for), and the second value
+/// is `true`. systemd 252 hides the credentials from `ExecReload=` processes of a unit with any
+/// file-system sandboxing; the gateway re-reads them itself when it reloads.
+pub fn check_without_credentials(path: &Path) -> Result<(Config, bool), ConfigError> {
+    let hidden = std::env::var_os("CREDENTIALS_DIRECTORY")
+        .filter(|dir| !dir.is_empty())
+        .is_some_and(|dir| std::fs::read_dir(dir).is_err());
+    if !hidden {
+        return load(path).map(|config| (config, false));
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let env = |name: &str| match name {
+        template::UNCHECKED_CREDENTIALS => Some(String::new()),
+        _ => std::env::var(name).ok(),
+    };
+    parse(&text, path, &env).map(|config| (config, true))
+}
+
 /// Resolves configuration `text` as if read from `path` (relative paths in it are relative to
 /// `path`'s directory; messages name `path`), looking variables up with `env`.
 pub fn parse(

@@ -1,10 +1,20 @@
-//! `{{ env.NAME }}` expansion in every string value of the parsed document.
+//! `{{ env.NAME }}` and `{{ credential.NAME }}` expansion in every string value of the parsed
+//! document.
+//!
+//! `{{ credential.NAME }}` is the content of the file `NAME` in `$CREDENTIALS_DIRECTORY`, where
+//! systemd puts the secrets of `LoadCredential=NAME:/etc/nexus/credentials/NAME`; one trailing
+//! newline (`\n` or `\r\n`) is removed. The directory is looked up through the same injected
+//! environment as `{{ env.X }}`, so tests point it at a temporary directory.
 //!
 //! Expansion runs on toml's span-carrying document tree before any typed deserialization, so it
 //! reaches every string (array elements, inline-table values, enum-like and duration values) while
 //! each value keeps the span of the text the user wrote. An unset variable is recorded, not fatal:
 //! the value is expanded with the variable empty, and [`Problems`] treats anything else wrong
 //! with that value as a follow-on of the unset variable.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -13,6 +23,10 @@ use super::diagnostics::Problems;
 
 /// Looks up an environment variable; injected so tests never touch the process environment.
 pub(crate) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A lookup key no real variable can have (NUL): set by [`super::check_without_credentials`],
+/// it makes credentials unchecked, `{{ credential.NAME }}` expanding to an empty string.
+pub(crate) const UNCHECKED_CREDENTIALS: &str = "\0nexus-unchecked-credentials";
 
 /// Expands every string value under `table`, whose dotted path is `path` ("" for the document).
 pub(crate) fn expand_table(
@@ -59,11 +73,18 @@ fn expand_value(
             for flaw in flaws {
                 match flaw {
                     Flaw::Unset(name) => problems.unset_variable(span.clone(), path, &name),
+                    Flaw::Credential(name, missing) => {
+                        let (message, fix) = missing.explain(&name);
+                        problems.unavailable(span.clone(), path, message, &fix);
+                    }
                     Flaw::Malformed => problems.push(
                         span.clone(),
                         path,
-                        "`{{` starts a placeholder other than `{{ env.NAME }}`".to_string(),
-                        "write `{{ env.NAME }}` to read an environment variable",
+                        "`{{` starts a placeholder other than `{{ env.NAME }}` or \
+                         `{{ credential.NAME }}`"
+                            .to_string(),
+                        "write `{{ env.NAME }}` to read an environment variable, \
+                         `{{ credential.NAME }}` to read a systemd credential",
                     ),
                 }
             }
@@ -84,12 +105,83 @@ fn expand_value(
 enum Flaw {
     /// `{{ env.NAME }}` where NAME is not set.
     Unset(String),
+    /// `{{ credential.NAME }}` that could not be read.
+    Credential(String, Missing),
     /// `{{` without a well-formed `env.NAME }}` after it. Its text is not echoed: it may be part
     /// of a literal secret.
     Malformed,
 }
 
-/// Replaces each `{{ env.NAME }}` (spaces inside the braces optional) by the variable's value.
+/// Why a credential could not be read. Never carries the secret.
+#[derive(Debug, PartialEq, Eq)]
+enum Missing {
+    /// `$CREDENTIALS_DIRECTORY` is not set: not started by systemd, or no credential loaded.
+    NoDirectory,
+    /// No file of that name in the directory.
+    NotLoaded(PathBuf),
+    /// The file exists but reading it failed.
+    Unreadable(PathBuf, String),
+}
+
+impl Missing {
+    /// (message, fix) for credential `name`.
+    fn explain(&self, name: &str) -> (String, String) {
+        let load = format!("LoadCredential={name}:/etc/nexus/credentials/{name}");
+        match self {
+            Missing::NoDirectory => (
+                format!(
+                    "credential {name} cannot be read: $CREDENTIALS_DIRECTORY is not set (nexus \
+                     was not started by systemd with LoadCredential=)"
+                ),
+                format!(
+                    "run it from the nexus unit with `{load}` (systemctl edit nexus), or export \
+                     CREDENTIALS_DIRECTORY=DIR with a file {name} in DIR"
+                ),
+            ),
+            Missing::NotLoaded(dir) => (
+                format!("credential {name} is not in {}", dir.display()),
+                format!(
+                    "add `{load}` to the unit (systemctl edit nexus), then systemctl restart nexus"
+                ),
+            ),
+            Missing::Unreadable(file, error) => (
+                format!(
+                    "credential {name} cannot be read from {}: {error}",
+                    file.display()
+                ),
+                "check the credential file".to_string(),
+            ),
+        }
+    }
+}
+
+/// Reads credential `name`: the file of that name in `$CREDENTIALS_DIRECTORY`, one trailing
+/// newline removed.
+fn credential(name: &str, env: Env<'_>) -> Result<String, Missing> {
+    if env(UNCHECKED_CREDENTIALS).is_some() {
+        return Ok(String::new());
+    }
+    let dir = env("CREDENTIALS_DIRECTORY")
+        .filter(|dir| !dir.is_empty())
+        .ok_or(Missing::NoDirectory)?;
+    let file = Path::new(&dir).join(name);
+    match fs::read_to_string(&file) {
+        Ok(mut value) => {
+            if value.ends_with('\n') {
+                value.pop();
+                if value.ends_with('\r') {
+                    value.pop();
+                }
+            }
+            Ok(value)
+        }
+        Err(error) if error.kind() == ErrorKind::NotFound => Err(Missing::NotLoaded(dir.into())),
+        Err(error) => Err(Missing::Unreadable(file, error.to_string())),
+    }
+}
+
+/// Replaces each `{{ env.NAME }}` by the variable's value and each `{{ credential.NAME }}` by
+/// the credential's (spaces inside the braces optional).
 fn expand(text: &str, env: Env<'_>) -> (String, Vec<Flaw>) {
     let mut out = String::with_capacity(text.len());
     let mut flaws = Vec::new();
@@ -101,10 +193,14 @@ fn expand(text: &str, env: Env<'_>) -> (String, Vec<Flaw>) {
             flaws.push(Flaw::Malformed);
             return (out, flaws);
         };
-        match variable_name(&after[..close]) {
-            Some(name) => match env(name) {
+        match placeholder(&after[..close]) {
+            Some(Placeholder::Env(name)) => match env(name) {
                 Some(value) => out.push_str(&value),
                 None => flaws.push(Flaw::Unset(name.to_string())),
+            },
+            Some(Placeholder::Credential(name)) => match credential(name, env) {
+                Ok(value) => out.push_str(&value),
+                Err(missing) => flaws.push(Flaw::Credential(name.to_string(), missing)),
             },
             None => flaws.push(Flaw::Malformed),
         }
@@ -114,11 +210,27 @@ fn expand(text: &str, env: Env<'_>) -> (String, Vec<Flaw>) {
     (out, flaws)
 }
 
-/// `NAME` from ` env.NAME `, if NAME is a valid variable name.
-fn variable_name(inner: &str) -> Option<&str> {
-    let name = inner.trim().strip_prefix("env.")?;
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    valid.then_some(name)
+/// What a well-formed placeholder reads.
+enum Placeholder<'a> {
+    Env(&'a str),
+    Credential(&'a str),
+}
+
+/// The placeholder in ` env.NAME ` or ` credential.NAME `, if NAME is valid: a variable name, or
+/// a credential name (letters, digits, `_`, `-`, `.`; not starting with `.`, so never a path).
+fn placeholder(inner: &str) -> Option<Placeholder<'_>> {
+    let inner = inner.trim();
+    if let Some(name) = inner.strip_prefix("env.") {
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        return valid.then_some(Placeholder::Env(name));
+    }
+    let name = inner.strip_prefix("credential.")?;
+    let valid = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    valid.then_some(Placeholder::Credential(name))
 }
 
 #[cfg(test)]
@@ -151,6 +263,37 @@ mod tests {
             expand("x{{ env.A", &env),
             ("x".to_string(), vec![Flaw::Malformed])
         );
+    }
+
+    #[test]
+    fn credentials_are_read_from_the_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hsm-pin"), "1234\n").unwrap();
+        std::fs::write(dir.path().join("api.token"), "tok\r\n").unwrap();
+        let root = dir.path().to_str().unwrap().to_string();
+        let env = move |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| root.clone());
+        let (out, flaws) = expand("{{credential.hsm-pin}}:{{ credential.api.token }}", &env);
+        assert_eq!(out, "1234:tok");
+        assert!(flaws.is_empty());
+        let (_, flaws) = expand("{{ credential.nope }}", &env);
+        assert_eq!(
+            flaws,
+            [Flaw::Credential(
+                "nope".into(),
+                Missing::NotLoaded(dir.path().into())
+            )]
+        );
+    }
+
+    #[test]
+    fn credentials_need_the_directory_and_a_plain_name() {
+        let (_, flaws) = expand("{{ credential.pin }}", &env);
+        assert_eq!(
+            flaws,
+            [Flaw::Credential("pin".into(), Missing::NoDirectory)]
+        );
+        assert_eq!(expand("{{ credential.../x }}", &env).1, [Flaw::Malformed]);
+        assert_eq!(expand("{{ credential.a/b }}", &env).1, [Flaw::Malformed]);
     }
 
     #[test]

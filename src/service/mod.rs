@@ -1,3 +1,5 @@
-//! Process lifecycle: signals.
+//! Process lifecycle under a service manager: signals, sd_notify, journal logging.
 
+pub mod journal;
+pub mod notify;
 pub mod signals;

@@ -29,6 +29,29 @@ impl Cx<'_> {
         path
     }
 
+    /// A file holding a secret (`pin_file`, `*_password_file`): a relative name is a systemd
+    /// credential, in `$CREDENTIALS_DIRECTORY`, when that is set (under the unit's
+    /// `LoadCredential=`); otherwise relative to the configuration file, like any path.
+    pub(super) fn secret_file(&mut self, value: &Spanned<String>, key: &str) -> PathBuf {
+        let name = Path::new(value.get_ref());
+        let Some(dir) = self.credentials.as_ref().filter(|_| name.is_relative()) else {
+            return self.file(value, key);
+        };
+        let path = dir.join(name);
+        if self.unchecked_credentials {
+            return path;
+        }
+        if let Some((message, _)) = unreadable_file(&path) {
+            let fix = format!(
+                "add `LoadCredential={0}:/etc/nexus/credentials/{0}` to the unit \
+                 (systemctl edit nexus), or give an absolute path",
+                value.get_ref()
+            );
+            self.problems.push(value.span(), key, message, &fix);
+        }
+        path
+    }
+
     /// A directory that must exist now (`cwd`).
     pub(super) fn directory(&mut self, value: &Spanned<String>, key: &str) -> PathBuf {
         let path = self.path(value.get_ref());

@@ -40,9 +40,14 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
     };
     template::expand_table(&mut doc, "", env, &mut problems);
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let credentials = env("CREDENTIALS_DIRECTORY")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from);
     let mut cx = Cx {
         problems,
         base,
+        credentials,
+        unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
         pkcs11: Pkcs11Defaults::default(),
     };
     let config = cx.document(doc, path);
@@ -89,10 +94,14 @@ fn syntax_problem(problems: &mut Problems<'_>, text: &str, error: &toml::de::Err
     }
 }
 
-/// Resolution state: the problems so far and the directory relative paths are resolved against.
+/// Resolution state: the problems so far and the directories relative paths are resolved against.
 pub(crate) struct Cx<'a> {
     problems: Problems<'a>,
     base: PathBuf,
+    /// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`): relative secret files live there.
+    credentials: Option<PathBuf>,
+    /// Relative secret files in `credentials` are not checked (see `check_without_credentials`).
+    unchecked_credentials: bool,
     /// `[pkcs11]`, resolved first: every `pkcs11:` key and certificate carries it.
     pkcs11: Pkcs11Defaults,
 }

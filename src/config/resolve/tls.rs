@@ -123,7 +123,7 @@ impl Cx<'_> {
                 None
             }
             (Some(value), None) => Some(SecretSource::Value(value.into_inner())),
-            (None, Some(file)) => Some(SecretSource::File(self.file(&file, keys.file_key))),
+            (None, Some(file)) => Some(SecretSource::File(self.secret_file(&file, keys.file_key))),
             (None, None) => None,
         }
     }

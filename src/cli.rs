@@ -1,0 +1,101 @@
+//! The command line, defined here (not in `main.rs`) so that `examples/gen-man.rs` renders the
+//! `nexus(8)` man page from the same definition the binary parses.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// An MCP gateway on native OpenSSL: one MCP endpoint for many downstream MCP servers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus",
+    version,
+    about,
+    after_long_help = AFTER_HELP,
+)]
+pub struct Cli {
+    /// Configuration file [default: ./nexus.toml, then /etc/nexus/nexus.toml].
+    #[arg(short, long, global = true, env = "NEXUS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, overriding `[server] listen_address`.
+    #[arg(short = 'l', long, env = "NEXUS_LISTEN_ADDRESS")]
+    pub listen_address: Option<SocketAddr>,
+    /// Log filter: a level (error, warn, info, debug, trace) or `target=level,...`.
+    #[arg(long, global = true, default_value = "info", env = "NEXUS_LOG")]
+    pub log: String,
+    /// Log format. Under systemd (JOURNAL_STREAM set) `text` lines carry syslog priority
+    /// prefixes (<3> error ... <7> debug) for the journal instead of timestamps and colours.
+    #[arg(long, global = true, value_enum, default_value_t = LogStyle::Text)]
+    pub log_style: LogStyle,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Validate the configuration and exit: 0 when valid, 1 with every problem otherwise.
+    Check,
+    /// PKCS#11 tokens: what is needed to write a `pkcs11:` URI.
+    #[command(subcommand)]
+    Pkcs11(Pkcs11Command),
+    /// TLS diagnostics.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+/// `nexus pkcs11 ...`.
+#[derive(Debug, Subcommand)]
+pub enum Pkcs11Command {
+    /// List slots, tokens and objects (labels, ids, key types and sizes); never PINs or keys.
+    List {
+        /// PKCS#11 module [default: `[pkcs11] module_path` of --config].
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// File holding the user PIN, to see private keys [default: `[pkcs11]` pin of --config].
+        #[arg(long)]
+        pin_file: Option<PathBuf>,
+    },
+}
+
+/// `nexus tls ...`.
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Connect to HTTPS downstreams with exactly their configured TLS settings and report the
+    /// protocol, cipher, peer chain, verification verdict, client certificate and MCP
+    /// `initialize` result. Exits 1 if any probe failed.
+    Probe {
+        /// Servers to probe (default: every HTTPS downstream).
+        servers: Vec<String>,
+    },
+}
+
+/// How log lines are written (to standard error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogStyle {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Extra sections of `--help` and of the man page.
+const AFTER_HELP: &str = "\
+Signals: SIGHUP re-reads the configuration and every certificate, key and PIN file \
+(systemctl reload nexus); SIGTERM and SIGINT drain requests in flight, stop stdio \
+downstreams and exit.
+
+Under systemd: READY=1 is sent once the listener is bound, STATUS= shows connected/total \
+downstreams, WATCHDOG=1 keep-alives are sent when WatchdogSec= is set. `{{ credential.NAME }}` \
+in nexus.toml reads $CREDENTIALS_DIRECTORY/NAME (LoadCredential=), and a relative pin_file or \
+*_password_file names a file in $CREDENTIALS_DIRECTORY when it is set.
+
+Files: /etc/nexus/nexus.toml (configuration), /etc/nexus/certs (certificates and keys), \
+/etc/nexus/credentials (secrets for LoadCredential=, root only), /var/lib/nexus (state, \
+including a private SoftHSM token store).
+
+Exit status: 0 on a clean stop, 1 on a start-up failure, 78 when the configuration is invalid.";
