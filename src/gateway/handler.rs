@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::builtin::{self, EXECUTE, SEARCH};
+use super::input::InputRounds;
 use super::subscriptions::resource_not_found;
 use super::{Catalog, Gateway, Relay, Reply, RequestContext};
 use crate::config::{Auth, ToolsMode, Transport};
@@ -264,14 +265,23 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
         log_level: call.context.log_level,
         client_capabilities: call.context.client_capabilities.clone(),
     };
+    // Kept for the retries of input rounds, which resend them with the client's answers.
+    let rounds = call
+        .context
+        .asks_client
+        .then(|| InputRounds::new(downstream.clone(), method, params.clone(), options.clone()));
     let (started, client_token) = downstream.start(method, Some(params), &options).await?;
-    Ok(Reply::Relayed(Relay::new(
+    let relay = Relay::new(
         started,
         call.id.clone(),
         client_token,
         method,
         config.call_timeout,
-    )))
+    );
+    Ok(Reply::Relayed(match rounds {
+        Some(rounds) => relay.asking_the_client(rounds),
+        None => relay,
+    }))
 }
 
 fn immediate(result: Value) -> Outcome {

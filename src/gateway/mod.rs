@@ -4,6 +4,7 @@
 pub mod builtin;
 pub mod catalog;
 mod handler;
+pub mod input;
 pub mod rate_limit;
 pub mod relay;
 pub mod search;
@@ -44,8 +45,13 @@ pub struct RequestContext {
     pub authorization: Option<HeaderValue>,
     /// Lowest log level the client wants relayed with this request's answer.
     pub log_level: Option<&'static str>,
-    /// A stateless client's declared capabilities (from its request's `_meta`).
+    /// The client's capabilities as a stateless downstream is to see them: a stateless
+    /// client's own (from its request's `_meta`), or those a handshake-era session declared
+    /// and the gateway can relay (see `asks_client`).
     pub client_capabilities: Option<Value>,
+    /// The client takes server-to-client requests (a handshake-era session): a stateless
+    /// downstream's `input_required` results become such requests instead of passing through.
+    pub asks_client: bool,
     /// Who subscribes when this request is `resources/subscribe`: the handshake-era session.
     pub subscriber: Option<Arc<str>>,
 }

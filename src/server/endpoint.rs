@@ -198,6 +198,8 @@ async fn request(
     let context = RequestContext {
         log_level: Some(session.log_level()),
         subscriber: Some(session.id.clone()),
+        client_capabilities: Some(session.relayable_capabilities()),
+        asks_client: true,
         ..context
     };
     let cancelled = session.track(&id);

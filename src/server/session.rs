@@ -113,6 +113,18 @@ impl Session {
         position as u8 >= self.min_log_level.load(Ordering::Relaxed)
     }
 
+    /// The declared capabilities the gateway can relay to a stateless downstream (which then
+    /// asks through `input_required` results): sampling, elicitation and roots.
+    pub fn relayable_capabilities(&self) -> Value {
+        let relayable = ["sampling", "elicitation", "roots"]
+            .into_iter()
+            .filter_map(|name| {
+                let capability = self.capabilities.get(name)?;
+                Some((name.to_owned(), capability.clone()))
+            });
+        Value::Object(relayable.collect())
+    }
+
     /// Forwards a downstream's request to this client: returns it with an id minted for the
     /// session, or refuses it when the client did not declare the capability it needs.
     pub fn forward(&self, request: ServerRequest) -> Option<Value> {

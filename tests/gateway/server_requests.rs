@@ -1,12 +1,29 @@
-//! Server-to-client requests between a handshake-era client and a handshake-era downstream:
+//! Server-to-client requests reaching a handshake-era client. From a handshake-era downstream:
 //! server-everything's sampling and elicitation tools ask the official Python client through
 //! the gateway, over stdio (the only call in flight) and Streamable HTTP (the call's stream).
+//! From a stateless (2026-07-28) downstream, the conformance fixture: its `input_required`
+//! results become requests to the client, and reach a stateless client unchanged.
 
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::conformance::fixture_gateway_toml;
 use crate::support::{
-    Gateway, Server, everything_stdio_cmd, everything_unprefixed, ok, python_client, text,
+    Gateway, Server, everything_stdio_cmd, everything_unprefixed, ok, python_client, raw, text,
 };
+
+/// Options of a client that declares sampling and elicitation, replies "hi from the client"
+/// to sampling and accepts elicitations with `content` (JSON).
+fn answering(content: &str) -> [&str; 6] {
+    [
+        "--sampling-reply",
+        "hi from the client",
+        "--elicitation-action",
+        "accept",
+        "--elicitation-content",
+        content,
+    ]
+}
 
 /// Calls the sampling and elicitation tools with a client that answers both.
 async fn ask_the_client(url: &str) -> Value {
@@ -15,15 +32,18 @@ async fn ask_the_client(url: &str) -> Value {
         {"op": "call_tool", "name": "trigger-sampling-request", "arguments": {"prompt": "Say hi"}},
         {"op": "call_tool", "name": "trigger-elicitation-request", "arguments": {}},
     ]);
-    let options = [
-        "--sampling-reply",
-        "hi from the client",
-        "--elicitation-action",
-        "accept",
-        "--elicitation-content",
-        r#"{"name": "Ada"}"#,
-    ];
-    python_client(url, steps, &options).await
+    python_client(url, steps, &answering(r#"{"name": "Ada"}"#)).await
+}
+
+/// The methods of the requests the client was sent, in order.
+fn asked(run: &Value) -> Vec<&str> {
+    run["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["event"] == "request")
+        .map(|event| event["method"].as_str().unwrap())
+        .collect()
 }
 
 /// The tools exist (the gateway declared the capabilities downstream) and the client's answers
@@ -35,13 +55,7 @@ fn check(run: &Value) {
     assert!(sampled.contains("hi from the client"), "{run:#}");
     let elicited = ok(run, 2).to_string();
     assert!(elicited.contains("Ada"), "{run:#}");
-    let asked: Vec<&str> = run["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|event| event["event"] == "request")
-        .map(|event| event["method"].as_str().unwrap())
-        .collect();
+    let asked = asked(run);
     assert!(
         asked.contains(&"sampling/createMessage") && asked.contains(&"elicitation/create"),
         "{run:#}"
@@ -78,6 +92,85 @@ async fn a_client_without_the_capability_is_not_asked() {
     assert!(
         !run["events"].to_string().contains("\"request\""),
         "{run:#}"
+    );
+    gateway.stop().await;
+}
+
+/// Runs `steps` with the Python client (and its `options`) through a gateway in front of the
+/// stateless conformance fixture.
+async fn through_the_fixture(steps: Value, options: &[&str]) -> Value {
+    let gateway = Gateway::start(&fixture_gateway_toml(), 1).await;
+    let run = python_client(&gateway.url, steps, options).await;
+    gateway.stop().await;
+    run
+}
+
+/// The stateless fixture asks through `input_required`; the gateway asks the handshake-era
+/// client on the call's stream and retries with its answers until the result is complete.
+#[tokio::test(flavor = "multi_thread")]
+async fn input_required_results_become_requests_to_a_handshake_client() {
+    let steps = json!([
+        {"op": "call_tool", "name": "test_sampling", "arguments": {"prompt": "Say hi"}},
+        {"op": "call_tool", "name": "test_elicitation", "arguments": {"message": "Who are you?"}},
+        {"op": "call_tool", "name": "test_elicitation_sep1034_defaults", "arguments": {}},
+    ]);
+    let content = r#"{"username": "ada", "email": "ada@example.org"}"#;
+    let run = through_the_fixture(steps, &answering(content)).await;
+    assert_eq!(text(ok(&run, 0)), "LLM response: hi from the client");
+    assert!(
+        text(ok(&run, 1)).contains(r#""username": "ada""#),
+        "{run:#}"
+    );
+    assert!(text(ok(&run, 2)).contains("action=accept"), "{run:#}");
+    assert_eq!(
+        asked(&run),
+        [
+            "sampling/createMessage",
+            "elicitation/create",
+            "elicitation/create"
+        ],
+        "{run:#}"
+    );
+}
+
+/// A client that declared neither capability: the downstream is told so and never asks.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_downstream_learns_what_the_handshake_client_lacks() {
+    let steps = json!([
+        {"op": "call_tool", "name": "test_sampling", "arguments": {"prompt": "Say hi"}},
+    ]);
+    let run = through_the_fixture(steps, &[]).await;
+    assert_eq!(text(ok(&run, 0)), "Client does not support sampling");
+    assert!(asked(&run).is_empty(), "{run:#}");
+}
+
+/// A stateless client answers `input_required` itself: the result reaches it unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn input_required_results_pass_through_to_a_stateless_client() {
+    let gateway = Gateway::start(&fixture_gateway_toml(), 1).await;
+    let body = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": "test_sampling", "arguments": {"prompt": "Say hi"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}}});
+    let mut headers = HeaderMap::new();
+    for (key, value) in [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("host", "127.0.0.1"),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "test_sampling"),
+    ] {
+        headers.insert(key, value.parse().unwrap());
+    }
+    let (status, _, bytes) = raw(Method::POST, &gateway.url, headers, Some(&body)).await;
+    let response: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(status, StatusCode::OK, "{response:#}");
+    let result = &response["result"];
+    assert_eq!(result["resultType"], "input_required", "{response:#}");
+    assert_eq!(
+        result["inputRequests"]["sampling"]["method"], "sampling/createMessage",
+        "{response:#}"
     );
     gateway.stop().await;
 }

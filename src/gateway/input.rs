@@ -1,0 +1,146 @@
+//! Multi-round-trip requests (2026-07-28) answered by a handshake-era client.
+//!
+//! A stateless downstream that needs the client (sampling, elicitation, roots) answers a call
+//! with an `input_required` result listing `inputRequests` by key. A handshake-era client
+//! knows nothing of that: it expects server-to-client requests. So the gateway sends each
+//! input request to the client as such (through the session, like a handshake downstream's
+//! own requests), gathers the answers by key and re-issues the call with `inputResponses`
+//! and the opaque `requestState`, until the downstream's result is complete.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::downstream::{Call, CallOptions, Downstream, ServerRequest};
+use crate::mcp::jsonrpc::{self, INTERNAL_ERROR, RpcError};
+
+/// How many `input_required` results one client request may go through: a downstream that
+/// keeps asking is stopped rather than looping for ever.
+pub const MAX_ROUNDS: usize = 16;
+
+/// The input rounds of one relayed call.
+pub struct InputRounds {
+    downstream: Arc<Downstream>,
+    method: String,
+    params: Value,
+    options: CallOptions,
+    rounds: usize,
+    // Input requests not yet handed to the client.
+    unasked: VecDeque<ServerRequest>,
+    // How many asked requests still wait for their answer.
+    unanswered: usize,
+    answers: Map<String, Value>,
+    request_state: Option<Value>,
+    replies: mpsc::UnboundedSender<Value>,
+    replied: mpsc::UnboundedReceiver<Value>,
+}
+
+impl InputRounds {
+    /// Rounds for a call of `method` with `params` (as sent before the first round).
+    pub fn new(
+        downstream: Arc<Downstream>,
+        method: &str,
+        params: Value,
+        options: CallOptions,
+    ) -> Self {
+        let (replies, replied) = mpsc::unbounded_channel();
+        Self {
+            downstream,
+            method: method.to_owned(),
+            params,
+            options,
+            rounds: 0,
+            unasked: VecDeque::new(),
+            unanswered: 0,
+            answers: Map::new(),
+            request_state: None,
+            replies,
+            replied,
+        }
+    }
+
+    /// Opens a round when `response` is an `input_required` result: returns whether it was.
+    /// Fails when the downstream asked too often or asked nothing.
+    pub fn open(&mut self, response: &Value) -> Result<bool, RpcError> {
+        let Some(result) = response.get("result") else {
+            return Ok(false);
+        };
+        if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+            return Ok(false);
+        }
+        self.rounds += 1;
+        if self.rounds > MAX_ROUNDS {
+            return Err(self.failure(format!("asked for input more than {MAX_ROUNDS} times")));
+        }
+        let requests = result.get("inputRequests").and_then(Value::as_object);
+        let requests = requests.filter(|requests| !requests.is_empty());
+        let Some(requests) = requests else {
+            return Err(self.failure("asked for input without `inputRequests`".into()));
+        };
+        self.request_state = result.get("requestState").cloned();
+        self.answers.clear();
+        for (key, request) in requests {
+            self.unasked.push_back(self.input_request(key, request));
+        }
+        self.unanswered = self.unasked.len();
+        Ok(true)
+    }
+
+    /// The next input request to send to the client.
+    pub fn next_request(&mut self) -> Option<ServerRequest> {
+        self.unasked.pop_front()
+    }
+
+    /// Whether answers are still awaited.
+    pub fn waiting(&self) -> bool {
+        self.unanswered > 0
+    }
+
+    /// Waits for one answer. A refusal (the client lacks the capability, cannot be asked on
+    /// this request) or the client's error ends the call with that error.
+    pub async fn collect(&mut self) -> Result<(), RpcError> {
+        let answer = self
+            .replied
+            .recv()
+            .await
+            .expect("BUG: the rounds hold a sender");
+        self.unanswered -= 1;
+        if let Some(error) = RpcError::from_response(&answer) {
+            return Err(error);
+        }
+        let key = answer.get("id").and_then(Value::as_str).unwrap_or_default();
+        let result = answer.get("result").cloned().unwrap_or_else(|| json!({}));
+        self.answers.insert(key.to_owned(), result);
+        Ok(())
+    }
+
+    /// Re-issues the call with the answers gathered and the downstream's `requestState`.
+    pub async fn retry(&mut self) -> Result<Call, RpcError> {
+        let mut params = self.params.clone();
+        params["inputResponses"] = Value::Object(std::mem::take(&mut self.answers));
+        if let Some(state) = &self.request_state {
+            params["requestState"] = state.clone();
+        }
+        let started = self
+            .downstream
+            .start(&self.method, Some(params), &self.options)
+            .await?;
+        Ok(started.0)
+    }
+
+    /// One input request as a server-to-client request whose id is its key, so its answer
+    /// names the key it answers.
+    fn input_request(&self, key: &str, request: &Value) -> ServerRequest {
+        let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+        let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+        let message = jsonrpc::request(Value::from(key), method, params);
+        ServerRequest::new(message, self.replies.clone())
+    }
+
+    fn failure(&self, what: String) -> RpcError {
+        let server = self.downstream.name();
+        RpcError::new(INTERNAL_ERROR, format!("server '{server}' {what}"))
+    }
+}
