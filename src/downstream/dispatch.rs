@@ -72,6 +72,34 @@ impl ServerRequest {
         self.send(error);
     }
 
+    /// The request itself when the client's declared `capabilities` allow sending it;
+    /// otherwise it is refused, naming what is missing.
+    pub fn permitted_by(self, capabilities: &Value) -> Option<Self> {
+        let needed = match self.method() {
+            "sampling/createMessage" => "/sampling",
+            "elicitation/create"
+                if self.message.pointer("/params/mode") == Some(&Value::from("url")) =>
+            {
+                "/elicitation/url"
+            }
+            "elicitation/create" => "/elicitation",
+            "roots/list" => "/roots",
+            method => {
+                let reason = format!("Method not found: {method}");
+                self.refuse(METHOD_NOT_FOUND, reason);
+                return None;
+            }
+        };
+        if capabilities.pointer(needed).is_none() {
+            let capability = needed[1..].replace('/', ".");
+            let reason =
+                format!("the gateway's client did not declare the `{capability}` capability");
+            self.refuse(METHOD_NOT_FOUND, reason);
+            return None;
+        }
+        Some(self)
+    }
+
     fn id(&self) -> Value {
         self.message.get("id").cloned().unwrap_or(Value::Null)
     }

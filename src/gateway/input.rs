@@ -1,11 +1,17 @@
-//! Multi-round-trip requests (2026-07-28) answered by a handshake-era client.
+//! Asking the client across the eras: multi-round-trip requests (2026-07-28) and
+//! server-to-client requests (handshake era) turned into each other.
 //!
 //! A stateless downstream that needs the client (sampling, elicitation, roots) answers a call
 //! with an `input_required` result listing `inputRequests` by key. A handshake-era client
 //! knows nothing of that: it expects server-to-client requests. So the gateway sends each
 //! input request to the client as such (through the session, like a handshake downstream's
 //! own requests), gathers the answers by key and re-issues the call with `inputResponses`
-//! and the opaque `requestState`, until the downstream's result is complete.
+//! and the opaque `requestState`, until the downstream's result is complete ([`InputRounds`]).
+//!
+//! The other way round, a handshake-era downstream's request during a stateless client's call
+//! becomes an `input_required` result; the downstream call is suspended meanwhile under a
+//! `requestState` of the gateway's, and the client's retry carrying it answers the request
+//! ([`Suspending`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
 use crate::downstream::{Call, CallOptions, Downstream, ServerRequest};
-use crate::mcp::jsonrpc::{self, INTERNAL_ERROR, RpcError};
+use crate::mcp::jsonrpc::{self, INTERNAL_ERROR, INVALID_PARAMS, RpcError};
 
 /// How many `input_required` results one client request may go through: a downstream that
 /// keeps asking is stopped rather than looping for ever.
@@ -142,5 +148,104 @@ impl InputRounds {
     fn failure(&self, what: String) -> RpcError {
         let server = self.downstream.name();
         RpcError::new(INTERNAL_ERROR, format!("server '{server}' {what}"))
+    }
+}
+
+/// A stateless client's call, which a handshake-era downstream's request suspends.
+#[derive(Debug)]
+pub struct Suspending {
+    capabilities: Value,
+    suspension: Option<Suspension>,
+}
+
+impl Suspending {
+    /// For a client that declared `capabilities` (in its request's `_meta`).
+    pub fn new(capabilities: Value) -> Self {
+        Self {
+            capabilities,
+            suspension: None,
+        }
+    }
+
+    /// Suspends the call for `request`: returns the `input_required` result asking the
+    /// client, or `None` when the client did not declare what it needs (refused).
+    pub fn suspend(&mut self, request: ServerRequest) -> Option<Value> {
+        let (suspension, result) = Suspension::new(request.permitted_by(&self.capabilities)?);
+        self.suspension = Some(suspension);
+        Some(result)
+    }
+
+    /// The `requestState` the client's retry carries, while suspended.
+    pub fn state(&self) -> Option<&str> {
+        self.suspension
+            .as_ref()
+            .map(|suspension| suspension.state.as_str())
+    }
+
+    /// Answers the downstream from the retry's `params`.
+    pub fn resume(&mut self, params: &Value) {
+        if let Some(suspension) = self.suspension.take() {
+            suspension.resume(params);
+        }
+    }
+}
+
+/// A handshake-era downstream's request put to a stateless client as an `input_required`
+/// result; the call waits for the client's retry.
+#[derive(Debug)]
+struct Suspension {
+    state: String,
+    key: String,
+    request: ServerRequest,
+}
+
+impl Suspension {
+    /// Suspends a call for `request`; returns the suspension and the `input_required` result
+    /// that asks the client.
+    fn new(request: ServerRequest) -> (Self, Value) {
+        // The key names what is asked (`sampling`, `elicitation`, `roots`); one at a time,
+        // since a downstream waits for each answer.
+        let key = request
+            .method()
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        // Random, so a client cannot take over another's call by guessing.
+        let state = format!("nexus-{:032x}", rand::random::<u128>());
+        let message = request.message();
+        let params = message.get("params").cloned().unwrap_or_else(|| json!({}));
+        let asked = json!({"method": request.method(), "params": params});
+        let result = json!({
+            "resultType": "input_required",
+            "inputRequests": {key.as_str(): asked},
+            "requestState": state,
+        });
+        (
+            Self {
+                state,
+                key,
+                request,
+            },
+            result,
+        )
+    }
+
+    /// Answers the downstream from the retry's `inputResponses`; a retry without the answer
+    /// refuses the request.
+    fn resume(self, params: &Value) {
+        let answer = params.pointer(&format!("/inputResponses/{}", self.key));
+        match answer {
+            Some(answer) => self
+                .request
+                .answer(jsonrpc::result(Value::Null, answer.clone())),
+            None => {
+                let reason = format!(
+                    "the client's retry carried no `inputResponses.{}`",
+                    self.key
+                );
+                self.request.refuse(INVALID_PARAMS, reason);
+            }
+        }
     }
 }

@@ -25,7 +25,7 @@ use crate::mcp::jsonrpc;
 use crate::metrics::Metrics;
 use crate::tls::{ClientContext, ClientHandle, Connector};
 pub use catalog::Catalog;
-pub use relay::{Outgoing, Relay};
+pub use relay::{Bridge, Outgoing, Relay};
 
 /// How many server notifications a slow client may fall behind before it misses some.
 const BROADCAST_CAPACITY: usize = 1024;
@@ -47,13 +47,25 @@ pub struct RequestContext {
     pub log_level: Option<&'static str>,
     /// The client's capabilities as a stateless downstream is to see them: a stateless
     /// client's own (from its request's `_meta`), or those a handshake-era session declared
-    /// and the gateway can relay (see `asks_client`).
+    /// and the gateway can relay.
     pub client_capabilities: Option<Value>,
-    /// The client takes server-to-client requests (a handshake-era session): a stateless
-    /// downstream's `input_required` results become such requests instead of passing through.
-    pub asks_client: bool,
+    /// How the client can be asked for input on this request.
+    pub asking: Asking,
     /// Who subscribes when this request is `resources/subscribe`: the handshake-era session.
     pub subscriber: Option<Arc<str>>,
+}
+
+/// How a client can be asked for input (sampling, elicitation, roots) during a request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Asking {
+    /// Not at all (a batch): a downstream's requests are refused, `input_required` results
+    /// pass through.
+    #[default]
+    Never,
+    /// With server-to-client requests (a handshake-era session).
+    Requests,
+    /// With `input_required` results (a stateless client).
+    InputRequired,
 }
 
 /// Why the gateway could not start (or apply a new configuration).

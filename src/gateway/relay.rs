@@ -1,13 +1,13 @@
 //! A call relayed to a downstream, seen from the client's side: ids and progress tokens put back,
-//! a timeout that progress restarts, and (for a handshake-era client) a stateless downstream's
-//! `input_required` results turned into requests to the client ([`InputRounds`]).
+//! a timeout that progress restarts, and requests for the client bridged between the eras
+//! ([`Bridge`]).
 
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::input::InputRounds;
+use super::input::{InputRounds, Suspending};
 use crate::downstream::{Call, CallEvent, ServerRequest};
 use crate::mcp::jsonrpc::{self, DOWNSTREAM_UNAVAILABLE, RpcError};
 
@@ -21,6 +21,19 @@ pub enum Outgoing {
     Request(ServerRequest),
 }
 
+/// How a relay puts the downstream's questions (sampling, elicitation, roots) to the client.
+pub enum Bridge {
+    /// As they come: requests are yielded to the front end, `input_required` results pass
+    /// through (a stateless downstream and a stateless client understand each other).
+    Direct,
+    /// A handshake-era client: a stateless downstream's `input_required` results become
+    /// requests to it.
+    Rounds(Box<InputRounds>),
+    /// A stateless client: a handshake-era downstream's request becomes an `input_required`
+    /// result and suspends the call until the client's retry.
+    Suspending(Box<Suspending>),
+}
+
 /// A downstream call relayed to one client request.
 pub struct Relay {
     call: Call,
@@ -30,9 +43,7 @@ pub struct Relay {
     timeout: Duration,
     deadline: Instant,
     finished: bool,
-    // Set when `input_required` results are answered by asking the client. Boxed: most
-    // relays have none, and a `Reply` should stay small.
-    input: Option<Box<InputRounds>>,
+    bridge: Bridge,
 }
 
 impl Relay {
@@ -43,6 +54,7 @@ impl Relay {
         client_token: Option<Value>,
         method: &str,
         timeout: Duration,
+        bridge: Bridge,
     ) -> Self {
         Self {
             call,
@@ -52,15 +64,27 @@ impl Relay {
             timeout,
             deadline: Instant::now() + timeout,
             finished: false,
-            input: None,
+            bridge,
         }
     }
 
-    /// Answers the downstream's `input_required` results by asking the client (which must
-    /// then be able to receive requests) instead of passing them through.
-    pub fn asking_the_client(mut self, input: InputRounds) -> Self {
-        self.input = Some(Box::new(input));
-        self
+    /// The `requestState` under which a suspended call waits for the client's retry.
+    pub fn suspended_state(&self) -> Option<&str> {
+        match &self.bridge {
+            Bridge::Suspending(suspending) => suspending.state(),
+            _ => None,
+        }
+    }
+
+    /// Continues a suspended call for the client's retry (request `client_id`, `params`
+    /// carrying the answer in `inputResponses`).
+    pub fn resume(&mut self, client_id: Value, params: &Value) {
+        if let Bridge::Suspending(suspending) = &mut self.bridge {
+            suspending.resume(params);
+        }
+        self.client_id = client_id;
+        self.finished = false;
+        self.deadline = Instant::now() + self.timeout;
     }
 
     /// The next thing for the client: notifications and requests, then the response, then
@@ -70,14 +94,10 @@ impl Relay {
             if self.finished {
                 return None;
             }
-            if let Some(request) = self
-                .input
-                .as_deref_mut()
-                .and_then(InputRounds::next_request)
-            {
+            if let Some(request) = self.rounds().and_then(InputRounds::next_request) {
                 return Some(self.ask(request));
             }
-            if self.input.as_deref().is_some_and(InputRounds::waiting) {
+            if self.rounds().is_some_and(|rounds| rounds.waiting()) {
                 if let Some(failed) = self.gather_input().await {
                     return Some(Outgoing::Message(failed));
                 }
@@ -85,7 +105,10 @@ impl Relay {
             }
             let event = tokio::time::timeout_at(self.deadline, self.call.next()).await;
             let message = match event {
-                Ok(Some(CallEvent::Request(request))) => return Some(self.ask(request)),
+                Ok(Some(CallEvent::Request(request))) => match self.put(request) {
+                    Some(outgoing) => return Some(outgoing),
+                    None => continue,
+                },
                 Ok(Some(CallEvent::Notification(notification))) => self.restore_token(notification),
                 Ok(Some(CallEvent::Response(response))) => match self.open_round(&response) {
                     Ok(true) => continue,
@@ -109,9 +132,28 @@ impl Relay {
         Outgoing::Request(request)
     }
 
+    /// Puts a downstream's request to the client: as a request, or for a stateless client as
+    /// an `input_required` result suspending the call (`None`: refused, as not declared).
+    fn put(&mut self, request: ServerRequest) -> Option<Outgoing> {
+        let Bridge::Suspending(suspending) = &mut self.bridge else {
+            return Some(self.ask(request));
+        };
+        let result = suspending.suspend(request)?;
+        self.finished = true;
+        let message = jsonrpc::result(self.client_id.clone(), result);
+        Some(Outgoing::Message(message))
+    }
+
+    fn rounds(&mut self) -> Option<&mut InputRounds> {
+        match &mut self.bridge {
+            Bridge::Rounds(rounds) => Some(rounds),
+            _ => None,
+        }
+    }
+
     fn open_round(&mut self, response: &Value) -> Result<bool, RpcError> {
-        match &mut self.input {
-            Some(input) => input.open(response),
+        match self.rounds() {
+            Some(rounds) => rounds.open(response),
             None => Ok(false),
         }
     }
@@ -119,13 +161,11 @@ impl Relay {
     /// Takes one answer of the client; once all are in, re-issues the call. Returns the
     /// client's error response when the call cannot go on.
     async fn gather_input(&mut self) -> Option<Value> {
-        let input = self
-            .input
-            .as_mut()
-            .expect("BUG: only called with input rounds");
-        let outcome = match tokio::time::timeout_at(self.deadline, input.collect()).await {
-            Ok(Ok(())) if input.waiting() => return None,
-            Ok(Ok(())) => input.retry().await,
+        let deadline = self.deadline;
+        let rounds = self.rounds().expect("BUG: only called with input rounds");
+        let outcome = match tokio::time::timeout_at(deadline, rounds.collect()).await {
+            Ok(Ok(())) if rounds.waiting() => return None,
+            Ok(Ok(())) => rounds.retry().await,
             Ok(Err(error)) => Err(error),
             Err(_) => return Some(self.fail_timed_out()),
         };

@@ -14,7 +14,6 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::downstream::ServerRequest;
-use crate::mcp::jsonrpc::METHOD_NOT_FOUND;
 
 /// Sessions idle this long are forgotten (clients re-initialize on 404).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
@@ -128,28 +127,7 @@ impl Session {
     /// Forwards a downstream's request to this client: returns it with an id minted for the
     /// session, or refuses it when the client did not declare the capability it needs.
     pub fn forward(&self, request: ServerRequest) -> Option<Value> {
-        let needed = match request.method() {
-            "sampling/createMessage" => "/sampling",
-            "elicitation/create"
-                if request.message().pointer("/params/mode") == Some(&Value::from("url")) =>
-            {
-                "/elicitation/url"
-            }
-            "elicitation/create" => "/elicitation",
-            "roots/list" => "/roots",
-            method => {
-                let reason = format!("Method not found: {method}");
-                request.refuse(METHOD_NOT_FOUND, reason);
-                return None;
-            }
-        };
-        if self.capabilities.pointer(needed).is_none() {
-            let capability = needed[1..].replace('/', ".");
-            let reason =
-                format!("the gateway's client did not declare the `{capability}` capability");
-            request.refuse(METHOD_NOT_FOUND, reason);
-            return None;
-        }
+        let request = request.permitted_by(&self.capabilities)?;
         let id = Value::from(format!(
             "nexus-{}",
             self.next_ask.fetch_add(1, Ordering::Relaxed)

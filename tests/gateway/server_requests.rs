@@ -2,14 +2,17 @@
 //! server-everything's sampling and elicitation tools ask the official Python client through
 //! the gateway, over stdio (the only call in flight) and Streamable HTTP (the call's stream).
 //! From a stateless (2026-07-28) downstream, the conformance fixture: its `input_required`
-//! results become requests to the client, and reach a stateless client unchanged.
+//! results become requests to the client, and reach a stateless client unchanged. And the
+//! other way round: server-everything's request becomes `input_required` for a stateless
+//! client, whose retry answers it.
 
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::conformance::fixture_gateway_toml;
 use crate::support::{
-    Gateway, Server, everything_stdio_cmd, everything_unprefixed, ok, python_client, raw, text,
+    Gateway, Server, everything_stdio_cmd, everything_unprefixed, ok, python_client, raw,
+    sse_messages, text,
 };
 
 /// Options of a client that declares sampling and elicitation, replies "hi from the client"
@@ -144,14 +147,18 @@ async fn a_stateless_downstream_learns_what_the_handshake_client_lacks() {
     assert!(asked(&run).is_empty(), "{run:#}");
 }
 
-/// A stateless client answers `input_required` itself: the result reaches it unchanged.
-#[tokio::test(flavor = "multi_thread")]
-async fn input_required_results_pass_through_to_a_stateless_client() {
-    let gateway = Gateway::start(&fixture_gateway_toml(), 1).await;
-    let body = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
-        "name": "test_sampling", "arguments": {"prompt": "Say hi"},
+/// A stateless `tools/call` of `name` by a client that declared sampling, with `params`
+/// merged in (a retry's `inputResponses` and `requestState`). Returns the final message of the
+/// answer (JSON or SSE).
+async fn stateless_call(url: &str, name: &str, params: Value) -> Value {
+    let mut body = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": name, "arguments": {"prompt": "Say hi"},
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                   "io.modelcontextprotocol/clientCapabilities": {"sampling": {}}}}});
+    body["params"]
+        .as_object_mut()
+        .unwrap()
+        .extend(params.as_object().unwrap().clone());
     let mut headers = HeaderMap::new();
     for (key, value) in [
         ("content-type", "application/json"),
@@ -159,18 +166,59 @@ async fn input_required_results_pass_through_to_a_stateless_client() {
         ("host", "127.0.0.1"),
         ("mcp-protocol-version", "2026-07-28"),
         ("mcp-method", "tools/call"),
-        ("mcp-name", "test_sampling"),
+        ("mcp-name", name),
     ] {
         headers.insert(key, value.parse().unwrap());
     }
-    let (status, _, bytes) = raw(Method::POST, &gateway.url, headers, Some(&body)).await;
-    let response: Value = serde_json::from_slice(&bytes).unwrap();
-    assert_eq!(status, StatusCode::OK, "{response:#}");
+    let (status, _, bytes) = raw(Method::POST, url, headers, Some(&body)).await;
+    let text = String::from_utf8_lossy(&bytes);
+    assert_eq!(status, StatusCode::OK, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|_| sse_messages(&text).pop().unwrap())
+}
+
+/// A stateless client answers `input_required` itself: the result reaches it unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn input_required_results_pass_through_to_a_stateless_client() {
+    let gateway = Gateway::start(&fixture_gateway_toml(), 1).await;
+    let response = stateless_call(&gateway.url, "test_sampling", json!({})).await;
     let result = &response["result"];
     assert_eq!(result["resultType"], "input_required", "{response:#}");
     assert_eq!(
         result["inputRequests"]["sampling"]["method"], "sampling/createMessage",
         "{response:#}"
     );
+    gateway.stop().await;
+}
+
+/// server-everything (handshake era) asks for sampling during a stateless client's call: the
+/// client gets `input_required`, and its retry's answer reaches the waiting downstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handshake_downstream_asks_a_stateless_client_with_input_required() {
+    let toml = everything_unprefixed(&format!("cmd = {}", everything_stdio_cmd()));
+    let gateway = Gateway::start(&toml, 1).await;
+    let name = "trigger-sampling-request";
+    let asked = stateless_call(&gateway.url, name, json!({})).await;
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], "input_required", "{asked:#}");
+    assert_eq!(
+        result["inputRequests"]["sampling"]["method"], "sampling/createMessage",
+        "{asked:#}"
+    );
+    let answer = json!({"role": "assistant", "model": "test",
+        "content": {"type": "text", "text": "hi from the client"}});
+    let retry = json!({
+        "inputResponses": {"sampling": answer},
+        "requestState": result["requestState"],
+    });
+    let done = stateless_call(&gateway.url, name, retry.clone()).await;
+    assert_eq!(done["id"], 4, "{done:#}");
+    assert!(
+        text(&done["result"]).contains("hi from the client"),
+        "{done:#}"
+    );
+    assert_eq!(done["result"]["resultType"], "complete", "{done:#}");
+    // The state was used up: the same retry is now a fresh call, asked again.
+    let again = stateless_call(&gateway.url, name, retry).await;
+    assert_eq!(again["result"]["resultType"], "input_required", "{again:#}");
     gateway.stop().await;
 }
