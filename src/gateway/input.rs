@@ -249,3 +249,134 @@ impl Suspension {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::mcp::jsonrpc::METHOD_NOT_FOUND;
+
+    fn rounds() -> InputRounds {
+        let toml = "[mcp.servers.up]\ncmd = [\"true\"]\n";
+        let config = crate::config::parse(toml, Path::new("nexus.toml"), &|_| None).unwrap();
+        let downstream = Arc::new(Downstream::new(config.mcp.servers[0].clone(), None));
+        InputRounds::new(
+            downstream,
+            "tools/call",
+            json!({"name": "t"}),
+            CallOptions::default(),
+        )
+    }
+
+    fn input_required(requests: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": 1, "result": {
+            "resultType": "input_required", "inputRequests": requests, "requestState": "s1"}})
+    }
+
+    fn sampling() -> Value {
+        json!({"method": "sampling/createMessage", "params": {"maxTokens": 5}})
+    }
+
+    #[tokio::test]
+    async fn a_round_asks_every_input_request_and_gathers_the_answers_by_key() {
+        let mut rounds = rounds();
+        let complete = json!({"result": {"resultType": "complete", "content": []}});
+        assert!(!rounds.open(&complete).unwrap());
+        let roots = json!({"method": "roots/list"});
+        let response = input_required(json!({"a": sampling(), "b": roots}));
+        assert!(rounds.open(&response).unwrap());
+        let (first, second) = (
+            rounds.next_request().unwrap(),
+            rounds.next_request().unwrap(),
+        );
+        assert!(rounds.next_request().is_none());
+        assert_eq!(first.message()["id"], "a");
+        assert_eq!(second.method(), "roots/list");
+        second.answer(json!({"jsonrpc": "2.0", "id": "nexus-2", "result": {"roots": []}}));
+        first.answer(json!({"jsonrpc": "2.0", "id": "nexus-1", "result": {"model": "m"}}));
+        rounds.collect().await.unwrap();
+        assert!(rounds.waiting());
+        rounds.collect().await.unwrap();
+        assert!(!rounds.waiting());
+        assert_eq!(rounds.answers["a"]["model"], "m");
+        assert_eq!(rounds.answers["b"]["roots"], json!([]));
+        assert_eq!(rounds.request_state, Some(json!("s1")));
+    }
+
+    #[tokio::test]
+    async fn a_refused_input_request_ends_the_call_with_its_error() {
+        let mut rounds = rounds();
+        assert!(
+            rounds
+                .open(&input_required(json!({"a": sampling()})))
+                .unwrap()
+        );
+        let request = rounds.next_request().unwrap();
+        request.refuse(METHOD_NOT_FOUND, "no sampling");
+        let error = rounds.collect().await.unwrap_err();
+        assert_eq!(
+            (error.code, error.message.as_str()),
+            (METHOD_NOT_FOUND, "no sampling")
+        );
+    }
+
+    #[test]
+    fn rounds_are_bounded_and_must_ask_something() {
+        let mut rounds = rounds();
+        assert!(rounds.open(&input_required(json!({}))).is_err());
+        let mut rounds = self::rounds();
+        let asking = input_required(json!({"a": sampling()}));
+        for _ in 0..MAX_ROUNDS {
+            assert!(rounds.open(&asking).unwrap());
+        }
+        let error = rounds.open(&asking).unwrap_err();
+        assert!(
+            error.message.contains("more than 16 times"),
+            "{}",
+            error.message
+        );
+    }
+
+    fn downstream_request(method: &str) -> (ServerRequest, mpsc::UnboundedReceiver<Value>) {
+        let (replies, replied) = mpsc::unbounded_channel();
+        let message = jsonrpc::request(Value::from("d7"), method, json!({"maxTokens": 5}));
+        (ServerRequest::new(message, replies), replied)
+    }
+
+    #[test]
+    fn a_suspension_asks_with_input_required_and_the_retry_answers() {
+        let mut suspending = Suspending::new(json!({"sampling": {}}));
+        let (request, mut replied) = downstream_request("sampling/createMessage");
+        let result = suspending.suspend(request).unwrap();
+        assert_eq!(result["resultType"], "input_required");
+        assert_eq!(
+            result["inputRequests"]["sampling"]["params"]["maxTokens"],
+            5
+        );
+        let state = suspending.state().unwrap().to_owned();
+        assert_eq!(result["requestState"], state.as_str());
+        suspending.resume(&json!({"inputResponses": {"sampling": {"model": "m"}}}));
+        let answer = replied.try_recv().unwrap();
+        assert_eq!(
+            (&answer["id"], &answer["result"]["model"]),
+            (&json!("d7"), &json!("m"))
+        );
+        assert!(suspending.state().is_none());
+    }
+
+    #[test]
+    fn a_suspension_refuses_what_the_client_cannot_answer() {
+        let mut suspending = Suspending::new(json!({"sampling": {}}));
+        let (request, mut replied) = downstream_request("roots/list");
+        assert!(suspending.suspend(request).is_none());
+        assert_eq!(
+            replied.try_recv().unwrap()["error"]["code"],
+            METHOD_NOT_FOUND
+        );
+        let (request, mut replied) = downstream_request("sampling/createMessage");
+        suspending.suspend(request).unwrap();
+        suspending.resume(&json!({"inputResponses": {}}));
+        assert_eq!(replied.try_recv().unwrap()["error"]["code"], INVALID_PARAMS);
+    }
+}

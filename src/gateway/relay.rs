@@ -195,6 +195,11 @@ impl Relay {
         self.fail(&error)
     }
 
+    /// The method relayed (`tools/call`, ...).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
     /// The id the client gave the request.
     pub fn client_id(&self) -> Value {
         self.client_id.clone()

@@ -40,10 +40,12 @@ impl HeldCalls {
         });
     }
 
-    /// The suspended call that a retry with these `params` continues, if its `requestState`
-    /// is one of the gateway's.
-    pub fn take(&self, params: Option<&Value>) -> Option<Relay> {
+    /// The suspended call that a retry of `method` with these `params` continues, if its
+    /// `requestState` is one of the gateway's (for a call of the same method: a state
+    /// carried into another request does not hijack the call).
+    pub fn take(&self, method: &str, params: Option<&Value>) -> Option<Relay> {
         let state = params?.get("requestState")?.as_str()?;
-        self.calls.remove(state).map(|(_, relay)| relay)
+        let retried = |_: &String, relay: &Relay| relay.method() == method;
+        self.calls.remove_if(state, retried).map(|(_, relay)| relay)
     }
 }

@@ -227,7 +227,8 @@ async fn relay(
 /// gateway's), continued with the client's answer and the request's id.
 fn resumed(app: &App, message: &Value) -> Option<Relay> {
     let params = message.get("params");
-    let mut relay = app.held.take(params)?;
+    let method = jsonrpc::method(message).unwrap_or_default();
+    let mut relay = app.held.take(method, params)?;
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     relay.resume(id, params.unwrap_or(&Value::Null));
     Some(relay)

@@ -73,11 +73,17 @@ async fn sampling_and_elicitation_reach_the_client_over_stdio() {
     gateway.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sampling_and_elicitation_reach_the_client_over_streamable_http() {
+/// server-everything over Streamable HTTP as the gateway's only downstream (the server lives
+/// as long as the first value is kept).
+async fn everything_over_http() -> (Server, Gateway) {
     let everything = Server::everything_http().await;
     let toml = everything_unprefixed(&format!("url = \"{}\"", everything.url()));
-    let gateway = Gateway::start(&toml, 1).await;
+    (everything, Gateway::start(&toml, 1).await)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sampling_and_elicitation_reach_the_client_over_streamable_http() {
+    let (_everything, gateway) = everything_over_http().await;
     check(&ask_the_client(&gateway.url).await);
     gateway.stop().await;
 }
@@ -194,8 +200,9 @@ async fn input_required_results_pass_through_to_a_stateless_client() {
 /// client gets `input_required`, and its retry's answer reaches the waiting downstream.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_handshake_downstream_asks_a_stateless_client_with_input_required() {
-    let toml = everything_unprefixed(&format!("cmd = {}", everything_stdio_cmd()));
-    let gateway = Gateway::start(&toml, 1).await;
+    // Over Streamable HTTP the request comes on the call's own stream: over stdio it would be
+    // refused whenever the gateway has another call in flight (a list refresh).
+    let (_everything, gateway) = everything_over_http().await;
     let name = "trigger-sampling-request";
     let asked = stateless_call(&gateway.url, name, json!({})).await;
     let result = &asked["result"];
