@@ -18,8 +18,8 @@ use crate::mcp::version::LATEST_HANDSHAKE;
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The client capabilities the gateway declares in stateless requests of its own: none, since
-/// it does not turn `input_required` results into client requests; a stateless client's call
-/// carries that client's own capabilities instead ([`CallOptions::client_capabilities`]).
+/// no client stands behind them to answer `input_required` results; a client's call carries
+/// that client's capabilities instead ([`CallOptions::client_capabilities`]).
 fn client_capabilities() -> Value {
     json!({})
 }
@@ -337,9 +337,10 @@ pub struct CallOptions {
     /// Lowest log level the client wants on this call's stream; a stateless downstream sends
     /// log messages only when asked (`_meta` logLevel), a handshake-era one ignores it.
     pub log_level: Option<&'static str>,
-    /// The client's capabilities, when the client is itself stateless: multi-round-trip
-    /// (`input_required`) results then pass through unchanged, so the downstream may use
-    /// what the client declared. `None` declares nothing the gateway could not honour.
+    /// The client's capabilities, which a stateless downstream may use in `input_required`
+    /// results: a stateless client answers those itself; for a handshake-era client the
+    /// gateway turns them into requests, so only what it relays is declared. `None` declares
+    /// nothing.
     pub client_capabilities: Option<Value>,
 }
 

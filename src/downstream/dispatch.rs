@@ -30,8 +30,9 @@ pub enum CallEvent {
     Request(ServerRequest),
 }
 
-/// A downstream's request waiting for its answer. Dropped unanswered, it answers itself with
-/// an error, so the downstream never waits for a reply that cannot come.
+/// A downstream's request waiting for its answer: one it sent (handshake era) or one of the
+/// `inputRequests` of its `input_required` result (stateless era). Dropped unanswered, it
+/// answers itself with an error, so the downstream never waits for a reply that cannot come.
 #[derive(Debug)]
 pub struct ServerRequest {
     message: Value,
@@ -40,6 +41,15 @@ pub struct ServerRequest {
 }
 
 impl ServerRequest {
+    /// A request whose answer (or refusal) is sent, with the request's own id, to `replies`.
+    pub fn new(message: Value, replies: mpsc::UnboundedSender<Value>) -> Self {
+        Self {
+            message,
+            replies,
+            answered: false,
+        }
+    }
+
     /// The request as the downstream sent it.
     pub fn message(&self) -> &Value {
         &self.message
@@ -60,6 +70,34 @@ impl ServerRequest {
     pub fn refuse(mut self, code: i64, reason: impl Into<String>) {
         let error = jsonrpc::error(self.id(), code, reason);
         self.send(error);
+    }
+
+    /// The request itself when the client's declared `capabilities` allow sending it;
+    /// otherwise it is refused, naming what is missing.
+    pub fn permitted_by(self, capabilities: &Value) -> Option<Self> {
+        let needed = match self.method() {
+            "sampling/createMessage" => "/sampling",
+            "elicitation/create"
+                if self.message.pointer("/params/mode") == Some(&Value::from("url")) =>
+            {
+                "/elicitation/url"
+            }
+            "elicitation/create" => "/elicitation",
+            "roots/list" => "/roots",
+            method => {
+                let reason = format!("Method not found: {method}");
+                self.refuse(METHOD_NOT_FOUND, reason);
+                return None;
+            }
+        };
+        if capabilities.pointer(needed).is_none() {
+            let capability = needed[1..].replace('/', ".");
+            let reason =
+                format!("the gateway's client did not declare the `{capability}` capability");
+            self.refuse(METHOD_NOT_FOUND, reason);
+            return None;
+        }
+        Some(self)
     }
 
     fn id(&self) -> Value {
@@ -138,11 +176,7 @@ impl Dispatcher {
 
     /// `ping` is answered here; other requests go to the call they serve, if one can be told.
     fn route_request(&self, message: Value, stream_of: Option<u64>) {
-        let request = ServerRequest {
-            message,
-            replies: self.replies.clone(),
-            answered: false,
-        };
+        let request = ServerRequest::new(message, self.replies.clone());
         if request.method() == "ping" {
             let id = request.id();
             return request.answer(jsonrpc::result(id, serde_json::json!({})));

@@ -3,15 +3,17 @@
 //! Each request reads one catalog snapshot and routes within it, so a reload in between cannot
 //! send it to the wrong server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::builtin::{self, EXECUTE, SEARCH};
+use super::input::{InputRounds, Suspending};
 use super::subscriptions::resource_not_found;
-use super::{Catalog, Gateway, Relay, Reply, RequestContext};
+use super::{Asking, Bridge, Catalog, Gateway, Relay, Reply, RequestContext};
 use crate::config::{Auth, ToolsMode, Transport};
-use crate::downstream::CallOptions;
+use crate::downstream::{CallOptions, Downstream};
 use crate::mcp::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RpcError};
 
 type Outcome = Result<Reply, RpcError>;
@@ -264,6 +266,7 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
         log_level: call.context.log_level,
         client_capabilities: call.context.client_capabilities.clone(),
     };
+    let bridge = bridge(call.context, downstream, method, &params, &options);
     let (started, client_token) = downstream.start(method, Some(params), &options).await?;
     Ok(Reply::Relayed(Relay::new(
         started,
@@ -271,7 +274,31 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
         client_token,
         method,
         config.call_timeout,
+        bridge,
     )))
+}
+
+/// How the relay of a call puts the downstream's questions to this client.
+fn bridge(
+    context: &RequestContext,
+    downstream: &Arc<Downstream>,
+    method: &str,
+    params: &Value,
+    options: &CallOptions,
+) -> Bridge {
+    match context.asking {
+        Asking::Never => Bridge::Direct,
+        // The rounds resend the call's params with the client's answers.
+        Asking::Requests => Bridge::Rounds(Box::new(InputRounds::new(
+            downstream.clone(),
+            method,
+            params.clone(),
+            options.clone(),
+        ))),
+        Asking::InputRequired => Bridge::Suspending(Box::new(Suspending::new(
+            context.client_capabilities.clone().unwrap_or_default(),
+        ))),
+    }
 }
 
 fn immediate(result: Value) -> Outcome {

@@ -4,6 +4,7 @@
 pub mod builtin;
 pub mod catalog;
 mod handler;
+pub mod input;
 pub mod rate_limit;
 pub mod relay;
 pub mod search;
@@ -24,7 +25,7 @@ use crate::mcp::jsonrpc;
 use crate::metrics::Metrics;
 use crate::tls::{ClientContext, ClientHandle, Connector};
 pub use catalog::Catalog;
-pub use relay::{Outgoing, Relay};
+pub use relay::{Bridge, Outgoing, Relay};
 
 /// How many server notifications a slow client may fall behind before it misses some.
 const BROADCAST_CAPACITY: usize = 1024;
@@ -44,10 +45,27 @@ pub struct RequestContext {
     pub authorization: Option<HeaderValue>,
     /// Lowest log level the client wants relayed with this request's answer.
     pub log_level: Option<&'static str>,
-    /// A stateless client's declared capabilities (from its request's `_meta`).
+    /// The client's capabilities as a stateless downstream is to see them: a stateless
+    /// client's own (from its request's `_meta`), or those a handshake-era session declared
+    /// and the gateway can relay.
     pub client_capabilities: Option<Value>,
+    /// How the client can be asked for input on this request.
+    pub asking: Asking,
     /// Who subscribes when this request is `resources/subscribe`: the handshake-era session.
     pub subscriber: Option<Arc<str>>,
+}
+
+/// How a client can be asked for input (sampling, elicitation, roots) during a request.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Asking {
+    /// Not at all (a batch): a downstream's requests are refused, `input_required` results
+    /// pass through.
+    #[default]
+    Never,
+    /// With server-to-client requests (a handshake-era session).
+    Requests,
+    /// With `input_required` results (a stateless client).
+    InputRequired,
 }
 
 /// Why the gateway could not start (or apply a new configuration).

@@ -67,33 +67,34 @@ impl Era {
 }
 
 /// Answers a relayed call. `cancelled` fires when the client cancels it (handshake era's
-/// `notifications/cancelled`); `done` runs once the call is over, however it ended. The
-/// downstream's requests reach the client only through its `session` (the handshake era),
-/// on this response's stream.
+/// `notifications/cancelled`); `done` gets the relay once this answer is over, however it
+/// ended (a suspended call lives on). The downstream's requests reach the client only
+/// through its `session` (the handshake era), on this response's stream.
 pub async fn relayed(
     mut relay: Relay,
     era: Era,
     streaming: bool,
     session: Option<Arc<Session>>,
     cancelled: CancellationToken,
-    done: impl FnOnce() + Send + 'static,
+    done: impl FnOnce(Relay) + Send + 'static,
 ) -> Response<Body> {
     let asks = session.as_deref().filter(|_| streaming);
     let first = tokio::select! {
         first = next_message(&mut relay, era, streaming, asks) => first,
         _ = cancelled.cancelled() => {
-            done();
-            return cancelled_response(relay.client_id());
+            let id = relay.client_id();
+            done(relay);
+            return cancelled_response(id);
         }
     };
     if relay.is_finished() {
-        done();
+        done(relay);
         return body::json(era.status(&first), &first);
     }
     let (sender, response) = body::event_stream(STREAM_BUFFER);
     tokio::spawn(async move {
-        stream(relay, era, first, sender, session, cancelled).await;
-        done();
+        let relay = stream(relay, era, first, sender, session, cancelled).await;
+        done(relay);
     });
     response
 }
@@ -143,23 +144,25 @@ async fn stream(
     sender: mpsc::Sender<Bytes>,
     session: Option<Arc<Session>>,
     cancelled: CancellationToken,
-) {
+) -> Relay {
     let mut next = Some(first);
     while let Some(message) = next {
         let event = sse::encode_message(
             &serde_json::to_vec(&message).expect("BUG: JSON always serializes"),
         );
         if sender.send(event).await.is_err() {
-            return; // the client went away: dropping the relay cancels the downstream call
+            // The client went away: `done` drops the relay, which cancels the downstream call.
+            return relay;
         }
         if relay.is_finished() {
-            return;
+            return relay;
         }
         next = tokio::select! {
             message = next_message(&mut relay, era, true, session.as_deref()) => Some(message),
             _ = cancelled.cancelled() => None,
         };
     }
+    relay
 }
 
 /// The answer to a request the client cancelled.

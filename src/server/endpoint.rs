@@ -18,7 +18,7 @@ use super::answer::{self, Era};
 use super::body::{self, Body};
 use super::session::Session;
 use super::stateless;
-use crate::gateway::{Gateway, Reply, RequestContext};
+use crate::gateway::{Asking, Gateway, Reply, RequestContext};
 use crate::mcp::jsonrpc::{self, INVALID_REQUEST, Kind, PARSE_ERROR};
 use crate::mcp::{sse, version};
 
@@ -198,6 +198,8 @@ async fn request(
     let context = RequestContext {
         log_level: Some(session.log_level()),
         subscriber: Some(session.id.clone()),
+        client_capabilities: Some(session.relayable_capabilities()),
+        asking: Asking::Requests,
         ..context
     };
     let cancelled = session.track(&id);
@@ -215,7 +217,7 @@ async fn request(
         }
         Reply::Relayed(relay) => {
             let asks = Some(session.clone());
-            let done = move || session.untrack(&id);
+            let done = move |_| session.untrack(&id);
             answer::relayed(relay, Era::Handshake, streaming, asks, cancelled, done).await
         }
     }

@@ -6,6 +6,7 @@ mod answer;
 mod body;
 mod endpoint;
 pub mod guard;
+mod held;
 pub mod session;
 mod stateless;
 
@@ -33,6 +34,7 @@ use session::Sessions;
 pub struct App {
     gateway: Arc<Gateway>,
     sessions: Sessions,
+    held: held::HeldCalls,
     guard: arc_swap::ArcSwap<Guard>,
     mcp_path: Option<String>,
     health_path: Option<String>,
@@ -58,6 +60,7 @@ impl App {
         Arc::new(Self {
             gateway,
             sessions: Sessions::default(),
+            held: held::HeldCalls::default(),
             guard: arc_swap::ArcSwap::from_pointee(Guard::new(&config.server)),
             mcp_path: config.mcp.enabled.then(|| config.mcp.path.clone()),
             health_path: config

@@ -14,7 +14,6 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::downstream::ServerRequest;
-use crate::mcp::jsonrpc::METHOD_NOT_FOUND;
 
 /// Sessions idle this long are forgotten (clients re-initialize on 404).
 pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
@@ -113,31 +112,22 @@ impl Session {
         position as u8 >= self.min_log_level.load(Ordering::Relaxed)
     }
 
+    /// The declared capabilities the gateway can relay to a stateless downstream (which then
+    /// asks through `input_required` results): sampling, elicitation and roots.
+    pub fn relayable_capabilities(&self) -> Value {
+        let relayable = ["sampling", "elicitation", "roots"]
+            .into_iter()
+            .filter_map(|name| {
+                let capability = self.capabilities.get(name)?;
+                Some((name.to_owned(), capability.clone()))
+            });
+        Value::Object(relayable.collect())
+    }
+
     /// Forwards a downstream's request to this client: returns it with an id minted for the
     /// session, or refuses it when the client did not declare the capability it needs.
     pub fn forward(&self, request: ServerRequest) -> Option<Value> {
-        let needed = match request.method() {
-            "sampling/createMessage" => "/sampling",
-            "elicitation/create"
-                if request.message().pointer("/params/mode") == Some(&Value::from("url")) =>
-            {
-                "/elicitation/url"
-            }
-            "elicitation/create" => "/elicitation",
-            "roots/list" => "/roots",
-            method => {
-                let reason = format!("Method not found: {method}");
-                request.refuse(METHOD_NOT_FOUND, reason);
-                return None;
-            }
-        };
-        if self.capabilities.pointer(needed).is_none() {
-            let capability = needed[1..].replace('/', ".");
-            let reason =
-                format!("the gateway's client did not declare the `{capability}` capability");
-            request.refuse(METHOD_NOT_FOUND, reason);
-            return None;
-        }
+        let request = request.permitted_by(&self.capabilities)?;
         let id = Value::from(format!(
             "nexus-{}",
             self.next_ask.fetch_add(1, Ordering::Relaxed)

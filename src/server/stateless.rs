@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::App;
 use super::answer::{self, Era};
 use super::body::{self, Body};
-use crate::gateway::{Reply, RequestContext};
+use crate::gateway::{Asking, Relay, Reply, RequestContext};
 use crate::mcp::era::{self, HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::mcp::jsonrpc::{
     self, INVALID_PARAMS, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, RpcError,
@@ -188,6 +188,7 @@ async fn relay(
     let context = RequestContext {
         log_level: log_level.map(|level| era::LEVELS[level]),
         client_capabilities,
+        asking: Asking::InputRequired,
         ..context
     };
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
@@ -195,7 +196,11 @@ async fn relay(
         era::strip_envelope(params);
     }
     let shape = Era::Stateless { log_level };
-    match app.gateway.handle(message, &context).await {
+    let reply = match resumed(app, &message) {
+        Some(relay) => Reply::Relayed(relay),
+        None => app.gateway.handle(message, &context).await,
+    };
+    match reply {
         Reply::Immediate(mut response) => {
             if method.ends_with("/list")
                 && let Some(result) = response.get_mut("result").and_then(Value::as_object_mut)
@@ -211,9 +216,22 @@ async fn relay(
         // No session, so nothing to cancel by notification: closing the stream cancels.
         Reply::Relayed(relay) => {
             let cancelled = CancellationToken::new();
-            answer::relayed(relay, shape, streaming, None, cancelled, || ()).await
+            let app = app.clone();
+            let done = move |relay| app.held.hold(relay);
+            answer::relayed(relay, shape, streaming, None, cancelled, done).await
         }
     }
+}
+
+/// The suspended call that this request retries (it carries a `requestState` of the
+/// gateway's), continued with the client's answer and the request's id.
+fn resumed(app: &App, message: &Value) -> Option<Relay> {
+    let params = message.get("params");
+    let method = jsonrpc::method(message).unwrap_or_default();
+    let mut relay = app.held.take(method, params)?;
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    relay.resume(id, params.unwrap_or(&Value::Null));
+    Some(relay)
 }
 
 /// `subscriptions/listen`: the answer is a stream of the notifications the client asked for,
