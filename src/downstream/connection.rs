@@ -198,7 +198,7 @@ impl Connection {
         if self.stateless {
             add_envelope(params.get_or_insert_with(|| json!({})), options);
         }
-        let (id, events) = self.dispatcher.register();
+        let (id, events) = self.dispatcher.register(options.for_client);
         let client_token = params
             .as_mut()
             .and_then(|params| params.pointer_mut("/_meta/progressToken"))
@@ -240,7 +240,7 @@ impl Connection {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, RpcError> {
-        let (id, mut events) = self.dispatcher.register();
+        let (id, mut events) = self.dispatcher.register(false);
         let message =
             jsonrpc::request(Value::from(id), method, params.unwrap_or_else(|| json!({})));
         if let Err(error) = self.link.send(&message, Some(id), None).await {
@@ -342,6 +342,10 @@ pub struct CallOptions {
     /// gateway turns them into requests, so only what it relays is declared. `None` declares
     /// nothing.
     pub client_capabilities: Option<Value>,
+    /// The call relays a client's request (not the gateway's own list refresh or level
+    /// change): only such a call can be the one a stdio downstream's sampling, elicitation or
+    /// roots request belongs to.
+    pub for_client: bool,
 }
 
 /// One request in flight on a downstream. Dropping it before its response cancels it there.

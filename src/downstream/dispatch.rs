@@ -6,8 +6,9 @@
 //!
 //! A downstream's own requests (sampling, elicitation, roots) go to the call they serve: the
 //! one whose HTTP response stream carried them, or, when the transport has no such streams
-//! (stdio, HTTP+SSE), the only call in flight; with several in flight nothing says which call
-//! asked, so the request is refused. Every reply to the downstream goes out through one
+//! (stdio, HTTP+SSE), the only client call in flight (the gateway's own calls, such as a list
+//! refresh, never ask); with several in flight nothing says which call asked, so the request is
+//! refused. Every reply to the downstream goes out through one
 //! channel, which the connection drains onto its link.
 
 use std::collections::HashMap;
@@ -120,10 +121,16 @@ impl Drop for ServerRequest {
     }
 }
 
+/// A call waiting for its response.
+struct Pending {
+    events: mpsc::UnboundedSender<CallEvent>,
+    for_client: bool,
+}
+
 /// Pending calls of one downstream connection.
 pub struct Dispatcher {
     // A std Mutex: the critical sections are a map insert/remove, never an `.await`.
-    pending: Mutex<HashMap<u64, mpsc::UnboundedSender<CallEvent>>>,
+    pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
     server_notifications: mpsc::UnboundedSender<Value>,
     replies: mpsc::UnboundedSender<Value>,
@@ -144,11 +151,12 @@ impl Dispatcher {
         }
     }
 
-    /// Reserves an id for a new call and the channel its events arrive on.
-    pub fn register(&self) -> (u64, mpsc::UnboundedReceiver<CallEvent>) {
+    /// Reserves an id for a new call and the channel its events arrive on. `for_client` says
+    /// whether it relays a client's request (see the module doc).
+    pub fn register(&self, for_client: bool) -> (u64, mpsc::UnboundedReceiver<CallEvent>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = mpsc::unbounded_channel();
-        self.lock().insert(id, sender);
+        let (events, receiver) = mpsc::unbounded_channel();
+        self.lock().insert(id, Pending { events, for_client });
         (id, receiver)
     }
 
@@ -165,7 +173,7 @@ impl Dispatcher {
                 if let Some(id) = message.get("id").and_then(Value::as_u64)
                     && let Some(call) = self.lock().remove(&id)
                 {
-                    let _ = call.send(CallEvent::Response(message));
+                    let _ = call.events.send(CallEvent::Response(message));
                 }
             }
             Some(Kind::Notification) => self.route_notification(message, stream_of),
@@ -184,13 +192,18 @@ impl Dispatcher {
         let pending = self.lock();
         let call = match stream_of {
             Some(id) => pending.get(&id),
-            None if pending.len() == 1 => pending.values().next(),
-            None => None,
+            None => {
+                let mut clients = pending.values().filter(|call| call.for_client);
+                match (clients.next(), clients.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            }
         };
         match call {
             Some(call) => {
                 // A call that is gone drops the request, which then answers itself.
-                let _ = call.send(CallEvent::Request(request));
+                let _ = call.events.send(CallEvent::Request(request));
             }
             None => {
                 drop(pending);
@@ -208,7 +221,7 @@ impl Dispatcher {
         if let Some(id) = addressed
             && let Some(call) = self.lock().get(&id)
         {
-            let _ = call.send(CallEvent::Notification(message));
+            let _ = call.events.send(CallEvent::Notification(message));
             return;
         }
         let _ = self.server_notifications.send(message);
@@ -217,11 +230,13 @@ impl Dispatcher {
     /// Fails every pending call with `error` (the connection is gone).
     pub fn fail_all(&self, error: &RpcError) {
         for (id, call) in self.lock().drain() {
-            let _ = call.send(CallEvent::Response(error.to_response(Value::from(id))));
+            let _ = call
+                .events
+                .send(CallEvent::Response(error.to_response(Value::from(id))));
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::UnboundedSender<CallEvent>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
         // A panic while holding this lock cannot leave the map inconsistent (single operations).
         self.pending
             .lock()

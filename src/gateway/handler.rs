@@ -265,6 +265,7 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
         authorization,
         log_level: call.context.log_level,
         client_capabilities: call.context.client_capabilities.clone(),
+        for_client: true,
     };
     let bridge = bridge(call.context, downstream, method, &params, &options);
     let (started, client_token) = downstream.start(method, Some(params), &options).await?;
