@@ -372,36 +372,8 @@ async fn start_errors_name_the_server_the_key_and_the_cause() {
 
 /// A server certificate (serverAuth, SAN 127.0.0.1) from the test CA for a token key.
 fn server_cert_for(pki: &Pki, key: TestKey) -> String {
-    std::fs::write(
-        pki.path("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
-    )
-    .unwrap();
-    let (public, cert) = (
-        format!("{}.pub.pem", key.id),
-        format!("{}.server.crt", key.id),
-    );
-    pki.run(
-        "openssl",
-        &[
-            "x509",
-            "-new",
-            "-subj",
-            "/CN=localhost",
-            "-force_pubkey",
-            &public,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            &cert,
-        ],
-    );
+    let cert = format!("{}.server.crt", key.id);
+    pki.server_cert(&format!("{}.pub.pem", key.id), &cert);
     cert
 }
 

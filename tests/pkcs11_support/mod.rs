@@ -189,6 +189,37 @@ impl Pki {
         pki
     }
 
+    /// Issues `out`, a server certificate (CN=localhost, SAN localhost and 127.0.0.1,
+    /// serverAuth) from the test CA for the public key in `public_pem` (files in the test dir).
+    pub fn server_cert(&self, public_pem: &str, out: &str) {
+        std::fs::write(
+            self.path("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+        )
+        .unwrap();
+        self.run(
+            "openssl",
+            &[
+                "x509",
+                "-new",
+                "-subj",
+                "/CN=localhost",
+                "-force_pubkey",
+                public_pem,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                out,
+            ],
+        );
+    }
+
     /// A path in the test's directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
