@@ -416,25 +416,12 @@ fn pem_twin(pki: &Pki, key: TestKey) {
     ];
     args.extend_from_slice(algorithm);
     pki.run("openssl", &args);
+    let public = format!("{}.pem.pub", key.id);
     pki.run(
         "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-            "-out",
-            &crt,
-        ],
+        &["pkey", "-in", &pem, "-pubout", "-out", &public],
     );
+    pki.issue(&public, "/CN=client-pem", "client.ext", &crt);
 }
 
 fn run(

@@ -14,6 +14,7 @@ use tokio::process::Child;
 
 use crate::pkcs11_support::{KEYS, PIN, Pki, SPY, TOKEN, TestKey};
 use crate::support::{Server, WAIT, free_port, ok, python_client, text};
+use crate::tls::whoami;
 
 /// `pkcs11:` URI of a key's private half (PIN from `[pkcs11]`).
 fn key_uri(key: TestKey) -> String {
@@ -68,6 +69,15 @@ async fn py_https(pki: &Pki, port: Option<u16>) -> Server {
     Server::python_http(&args).await
 }
 
+/// `nexus --config <name>.toml` (written to the test dir) with the token's `SOFTHSM2_CONF`.
+fn nexus_command(pki: &Pki, name: &str, toml: &str) -> std::process::Command {
+    let config = pki.path(&format!("{name}.toml"));
+    std::fs::write(&config, toml).unwrap();
+    let mut command = pki.command(env!("CARGO_BIN_EXE_nexus"));
+    command.arg("--config").arg(&config).env("NO_COLOR", "1");
+    command
+}
+
 /// The `nexus` binary as a child with the token's `SOFTHSM2_CONF`, killed on drop.
 struct Nexus {
     child: Child,
@@ -80,18 +90,11 @@ impl Nexus {
     /// Writes `toml` to the test directory and starts `nexus --config` on a free port with
     /// `env` added to its environment; returns once the port accepts connections.
     async fn spawn(pki: &Pki, name: &str, toml: &str, env: &[(&str, &Path)]) -> Self {
-        let (config, log) = (
-            pki.path(&format!("{name}.toml")),
-            pki.path(&format!("{name}.log")),
-        );
-        std::fs::write(&config, toml).unwrap();
+        let log = pki.path(&format!("{name}.log"));
         let port = free_port().await;
-        let mut command = pki.command(env!("CARGO_BIN_EXE_nexus"));
+        let mut command = nexus_command(pki, name, toml);
         command
-            .arg("--config")
-            .arg(&config)
             .args(["-l", &format!("127.0.0.1:{port}")])
-            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         for (key, value) in env {
@@ -179,14 +182,8 @@ impl Nexus {
 
 /// Runs the gateway on `toml`, which must fail to start; returns its stderr.
 async fn start_error(pki: &Pki, name: &str, toml: &str) -> String {
-    let config = pki.path(&format!("{name}.toml"));
-    std::fs::write(&config, toml).unwrap();
-    let mut command = pki.command(env!("CARGO_BIN_EXE_nexus"));
-    command
-        .arg("--config")
-        .arg(&config)
-        .args(["-l", "127.0.0.1:0"])
-        .env("NO_COLOR", "1");
+    let mut command = nexus_command(pki, name, toml);
+    command.args(["-l", "127.0.0.1:0"]);
     let output = tokio::time::timeout(WAIT, tokio::process::Command::from(command).output())
         .await
         .expect("nexus did not exit")
@@ -198,16 +195,6 @@ async fn start_error(pki: &Pki, name: &str, toml: &str) -> String {
     );
     assert!(!stderr.contains(PIN), "the PIN was printed:\n{stderr}");
     stderr
-}
-
-async fn whoami(url: &str, server: &str, extra: &[&str]) -> String {
-    let run = python_client(
-        url,
-        json!([{"op": "call_tool", "name": format!("{server}__whoami"), "arguments": {}}]),
-        extra,
-    )
-    .await;
-    text(ok(&run, 0)).to_owned()
 }
 
 /// `count` concurrent `whoami` calls in one client session; every answer must be `expected`.
@@ -508,10 +495,8 @@ async fn tls_probe_with_token_keys_against_s_server_over_tls12_and_tls13() {
         for (name, key) in NAMES.iter().zip(KEYS) {
             toml += &downstream(&pki, name, server.port, &key_uri(key), &pki.cert(key));
         }
-        let config = pki.path(&format!("probe-{tls}.toml"));
-        std::fs::write(&config, toml).unwrap();
-        let mut command = pki.command(env!("CARGO_BIN_EXE_nexus"));
-        command.args(["tls", "probe", "--config"]).arg(&config);
+        let mut command = nexus_command(&pki, &format!("probe-{tls}"), &toml);
+        command.args(["tls", "probe"]);
         tokio::process::Command::from(command).output()
     });
     let outputs = tokio::time::timeout(
