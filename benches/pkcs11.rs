@@ -168,7 +168,7 @@ fn gateway_handshakes(pki: &Pki, kinds: &[(TestKey, &str, &str)], count: usize) 
                 "-algorithm",
                 algorithm.split(':').next().unwrap(),
                 "-pkeyopt",
-                if algorithm.starts_with("rsa") {
+                if algorithm.starts_with("RSA") {
                     "rsa_keygen_bits:2048"
                 } else {
                     "ec_paramgen_curve:P-256"
