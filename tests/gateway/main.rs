@@ -4,7 +4,10 @@ mod cli;
 mod conformance;
 mod eras;
 mod everything;
+mod hsm;
 mod inspector;
+#[path = "../pkcs11_support/mod.rs"]
+mod pkcs11_support;
 mod pki;
 mod protocol;
 mod reload;

@@ -114,7 +114,7 @@ fn start_error(toml: &str) -> String {
     }
 }
 
-async fn whoami(gateway_url: &str, server: &str, extra: &[&str]) -> String {
+pub(crate) async fn whoami(gateway_url: &str, server: &str, extra: &[&str]) -> String {
     let run = python_client(
         gateway_url,
         json!([{"op": "call_tool", "name": format!("{server}__whoami"), "arguments": {}}]),

@@ -164,29 +164,46 @@ impl Pki {
             let result = pki.probe(&["pubkey", "--key", &uri, "--out", &pem]);
             assert_eq!(result["ok"], true, "public key of {}: {result}", key.label);
             let subject = format!("/CN=client-{}", key.label);
-            pki.run(
-                "openssl",
-                &[
-                    "x509",
-                    "-new",
-                    "-subj",
-                    &subject,
-                    "-force_pubkey",
-                    &pem,
-                    "-CA",
-                    "ca.crt",
-                    "-CAkey",
-                    "ca.key",
-                    "-days",
-                    "2",
-                    "-extfile",
-                    "client.ext",
-                    "-out",
-                    &crt,
-                ],
-            );
+            pki.issue(&pem, &subject, "client.ext", &crt);
         }
         pki
+    }
+
+    /// Issues `out`, a server certificate (CN=localhost, SAN localhost and 127.0.0.1,
+    /// serverAuth) from the test CA for the public key in `public_pem` (files in the test dir).
+    pub fn server_cert(&self, public_pem: &str, out: &str) {
+        std::fs::write(
+            self.path("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n",
+        )
+        .unwrap();
+        self.issue(public_pem, "/CN=localhost", "server.ext", out);
+    }
+
+    /// Issues `out` for the public key in `public_pem` with `subject` and the extensions file
+    /// `ext`, signed by the test CA (files in the test dir).
+    pub fn issue(&self, public_pem: &str, subject: &str, ext: &str, out: &str) {
+        self.run(
+            "openssl",
+            &[
+                "x509",
+                "-new",
+                "-subj",
+                subject,
+                "-force_pubkey",
+                public_pem,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+                "-out",
+                out,
+            ],
+        );
     }
 
     /// A path in the test's directory.
