@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn routes_responses_and_progress_to_their_call() {
         let (dispatcher, mut server) = dispatcher();
-        let (id, mut events) = dispatcher.register();
+        let (id, mut events) = dispatcher.register(true);
         let progress = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken": id, "progress": 1}});
         dispatcher.dispatch(progress, None);
         dispatcher.dispatch(json!({"jsonrpc":"2.0","id": id, "result": {}}), None);
@@ -299,7 +299,7 @@ mod tests {
     #[test]
     fn stream_notifications_follow_their_stream() {
         let (dispatcher, _server) = dispatcher();
-        let (id, mut events) = dispatcher.register();
+        let (id, mut events) = dispatcher.register(true);
         let log =
             json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}});
         dispatcher.dispatch(log, Some(id));
@@ -309,8 +309,8 @@ mod tests {
     #[test]
     fn fail_all_answers_every_pending_call() {
         let (dispatcher, _server) = dispatcher();
-        let (_, mut first) = dispatcher.register();
-        let (_, mut second) = dispatcher.register();
+        let (_, mut first) = dispatcher.register(true);
+        let (_, mut second) = dispatcher.register(true);
         dispatcher.fail_all(&RpcError::new(-1, "gone"));
         for events in [&mut first, &mut second] {
             let Ok(CallEvent::Response(response)) = events.try_recv() else {
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn server_requests_reach_their_call_and_answer_with_the_original_id() {
         let ((dispatcher, _server), mut replies) = dispatcher_with_replies();
-        let (id, mut events) = dispatcher.register();
+        let (id, mut events) = dispatcher.register(true);
         let sampling =
             json!({"jsonrpc":"2.0","id":"s7","method":"sampling/createMessage","params":{}});
         dispatcher.dispatch(sampling, Some(id));
@@ -351,9 +351,20 @@ mod tests {
             METHOD_NOT_FOUND
         );
         // The only call in flight (stdio) gets it; dropping it unanswered refuses it.
-        let (_, mut events) = dispatcher.register();
+        let (_, mut events) = dispatcher.register(true);
         dispatcher.dispatch(roots, None);
         drop(events.try_recv());
         assert_eq!(replies.try_recv().unwrap()["error"]["code"], INTERNAL_ERROR);
+    }
+
+    #[test]
+    fn the_gateways_own_calls_do_not_make_a_stdio_request_ambiguous() {
+        let ((dispatcher, _server), _replies) = dispatcher_with_replies();
+        let (_, _refresh) = dispatcher.register(false);
+        let (_, mut client) = dispatcher.register(true);
+        let sampling =
+            json!({"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{}});
+        dispatcher.dispatch(sampling, None);
+        assert!(matches!(client.try_recv(), Ok(CallEvent::Request(_))));
     }
 }
