@@ -135,6 +135,22 @@ impl Nexus {
         format!("{}/mcp", self.base)
     }
 
+    /// SIGTERM, then waits for the exit: what the process buffered (the pkcs11-spy log) is
+    /// flushed by then.
+    async fn stop(mut self) {
+        let pid = self.child.id().expect("nexus is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("nexus did not stop");
+        assert!(
+            status.unwrap().success(),
+            "nexus failed to stop:\n{}",
+            self.log()
+        );
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -465,6 +481,7 @@ async fn pkcs11_spy_shows_pss_and_ecdsa_for_the_gateways_handshakes_never_raw_rs
     for (name, key) in NAMES.iter().zip(KEYS) {
         assert_eq!(whoami(&nexus.url(), name, &[]).await, subject(key));
     }
+    nexus.stop().await;
     let spy = std::fs::read_to_string(&log).unwrap();
     let used = sign_mechanisms(&spy);
     assert!(
@@ -485,20 +502,30 @@ async fn pkcs11_spy_shows_pss_and_ecdsa_for_the_gateways_handshakes_never_raw_rs
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_probe_with_token_keys_against_s_server_over_tls12_and_tls13() {
-    let pki = Pki::new();
     let versions = ["1.2", "1.3"];
-    let servers = versions.map(|tls| pki.s_server(tls));
+    // A token per probe process: SoftHSM's file store is not safe for two processes reading
+    // one token while it is being opened (a process may then see no token at all).
+    let pkis = versions.map(|_| Pki::new());
+    let servers: Vec<_> = versions
+        .iter()
+        .zip(&pkis)
+        .map(|(tls, pki)| pki.s_server(tls))
+        .collect();
     // `s_server -www` is no MCP server: each probe's `initialize` waits for its 10 s timeout,
     // so both versions are probed at once.
-    let probes = versions.iter().zip(&servers).map(|(tls, server)| {
-        let mut toml = pkcs11_table(&pki.module, Some(&pki.pin_file));
-        for (name, key) in NAMES.iter().zip(KEYS) {
-            toml += &downstream(&pki, name, server.port, &key_uri(key), &pki.cert(key));
-        }
-        let mut command = nexus_command(&pki, &format!("probe-{tls}"), &toml);
-        command.args(["tls", "probe"]);
-        tokio::process::Command::from(command).output()
-    });
+    let probes = versions
+        .iter()
+        .zip(&servers)
+        .zip(&pkis)
+        .map(|((tls, server), pki)| {
+            let mut toml = pkcs11_table(&pki.module, Some(&pki.pin_file));
+            for (name, key) in NAMES.iter().zip(KEYS) {
+                toml += &downstream(pki, name, server.port, &key_uri(key), &pki.cert(key));
+            }
+            let mut command = nexus_command(pki, &format!("probe-{tls}"), &toml);
+            command.args(["tls", "probe"]);
+            tokio::process::Command::from(command).output()
+        });
     let outputs = tokio::time::timeout(
         Duration::from_secs(60),
         futures_util::future::join_all(probes),
