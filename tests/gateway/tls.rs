@@ -53,12 +53,10 @@ impl PyHttps {
     }
 }
 
-/// One HTTPS downstream `name` at `url` with a `[tls]` table (TOML lines). The protocol is
-/// given because detection answers py_server's 404 "Session not found" wrongly (not TLS-related).
+/// One HTTPS downstream `name` at `url` with a `[tls]` table (TOML lines); its protocol is
+/// detected.
 fn downstream(name: &str, url: &str, tls: &str) -> String {
-    format!(
-        "[mcp.servers.{name}]\nurl = \"{url}\"\nprotocol = \"streamable-http\"\n[mcp.servers.{name}.tls]\n{tls}\n"
-    )
+    format!("[mcp.servers.{name}]\nurl = \"{url}\"\n[mcp.servers.{name}.tls]\n{tls}\n")
 }
 
 /// `key = "<pki dir>/file"` lines.
@@ -136,10 +134,38 @@ async fn mtls_with_rsa_and_ec_keys_reaches_the_python_server() {
         "CN=nexus-client-rsa"
     );
     assert_eq!(whoami(&gateway.url, "ec", &[]).await, "CN=nexus-client-ec");
+    // Calls at once need more pooled connections: their handshakes resume the first session
+    // (no new signature with the client key).
+    let steps =
+        json!([{"op": "concurrent_calls", "name": "rsa__whoami", "arguments": {}, "count": 8}]);
+    let run = python_client(&gateway.url, steps, &[]).await;
+    assert!(
+        ok(&run, 0)
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|call| call.get("ok").is_some()),
+        "{run:#}"
+    );
     let metrics = metrics(&gateway.base).await;
     assert!(
         metrics.contains("nexus_tls_verification_disabled{server=\"rsa\"} 0"),
         "{metrics}"
+    );
+    let counter = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|line| line.starts_with(&format!("{name}{{server=\"rsa\"}}")));
+        line.and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (handshakes, resumed) = (
+        counter("nexus_tls_handshakes_total"),
+        counter("nexus_tls_sessions_resumed_total"),
+    );
+    assert!(
+        handshakes > 1 && resumed > 0,
+        "{handshakes} handshakes, {resumed} resumed:\n{metrics}"
     );
     gateway.stop().await;
 }
