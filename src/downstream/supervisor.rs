@@ -149,7 +149,9 @@ impl Downstream {
         }
     }
 
-    fn not_connected(&self) -> RpcError {
+    /// The error for a call to this server while it is not connected, with the reason of the
+    /// last failed attempt (e.g. a mapped TLS error).
+    pub fn not_connected(&self) -> RpcError {
         let last = self
             .last_error
             .lock()

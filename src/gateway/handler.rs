@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::builtin::{self, EXECUTE, SEARCH};
+use super::catalog::SEPARATOR;
 use super::input::{InputRounds, Suspending};
 use super::subscriptions::resource_not_found;
 use super::{Asking, Bridge, Catalog, Gateway, Relay, Reply, RequestContext};
@@ -152,7 +153,7 @@ async fn call_downstream_tool(call: &Call<'_>, mut params: Value) -> Outcome {
         .catalog
         .tool(&name)
         .cloned()
-        .ok_or_else(|| unknown("tool", &name))?;
+        .ok_or_else(|| not_listed(call.catalog, "tool", &name))?;
     admit(call.catalog, route.server, &route.name)?;
     params["name"] = Value::String(route.name);
     relay(call, route.server, "tools/call", params).await
@@ -165,7 +166,7 @@ async fn get_prompt(call: &Call<'_>, params: Option<Value>) -> Outcome {
         .catalog
         .prompt(&name)
         .cloned()
-        .ok_or_else(|| unknown("prompt", &name))?;
+        .ok_or_else(|| not_listed(call.catalog, "prompt", &name))?;
     params["name"] = Value::String(route.name);
     relay(call, route.server, "prompts/get", params).await
 }
@@ -190,7 +191,7 @@ async fn complete(call: &Call<'_>, params: Option<Value>) -> Outcome {
                 .catalog
                 .prompt(&name)
                 .cloned()
-                .ok_or_else(|| unknown("prompt", &name))?;
+                .ok_or_else(|| not_listed(call.catalog, "prompt", &name))?;
             params["ref"]["name"] = Value::String(route.name);
             route.server
         }
@@ -319,6 +320,22 @@ fn missing(name: &str) -> RpcError {
         INVALID_PARAMS,
         format!("missing or invalid parameter `{name}`"),
     )
+}
+
+/// A name the catalog does not list: when it belongs to a server that is not connected (its
+/// prefix, or the only server), the caller learns why that server is missing (e.g. its TLS
+/// error) instead of "unknown".
+fn not_listed(catalog: &Catalog, kind: &str, name: &str) -> RpcError {
+    let prefix = name.split_once(SEPARATOR).map(|(server, _)| server);
+    let owner = catalog
+        .members
+        .iter()
+        .map(|member| &member.downstream)
+        .find(|downstream| prefix == Some(downstream.name()) || catalog.members.len() == 1);
+    match owner {
+        Some(downstream) if !downstream.is_connected() => downstream.not_connected(),
+        _ => unknown(kind, name),
+    }
 }
 
 fn unknown(kind: &str, name: &str) -> RpcError {

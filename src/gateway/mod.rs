@@ -214,7 +214,12 @@ impl Gateway {
         };
         let gateway = Arc::new(Self {
             members: ArcSwap::from_pointee(members.clone()),
-            catalog: ArcSwap::default(),
+            // Empty lists until the downstreams connect, but it knows them already: a call to
+            // one that is not up yet is told why.
+            catalog: ArcSwap::from_pointee(Catalog::build(
+                members.clone(),
+                Settings::of(config).prefix,
+            )),
             settings: ArcSwap::from_pointee(Settings::of(config)),
             broadcast,
             subscriptions: subscriptions::Subscriptions::default(),

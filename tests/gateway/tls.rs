@@ -616,3 +616,38 @@ async fn wait_connected(base: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_to_a_server_that_fails_tls_says_why() {
+    let pki = TestPki::generate();
+    let up = PyHttps::spawn(&pki, "server").await;
+    // No root_ca_cert_path: the test CA is not in the system store.
+    let tls = files(
+        &pki,
+        &[
+            ("client_cert_path", "client-rsa.pem"),
+            ("client_key_path", "client-rsa.key"),
+        ],
+    );
+    let gateway = Gateway::start_unconnected(&downstream("up", &up.url, &tls)).await;
+    let session = crate::support::RawSession::open(&gateway.url).await;
+    let message = crate::support::wait_for("a mapped TLS error on the call", || async {
+        let answer = session.call(2, "up__whoami", json!({})).await;
+        let message = answer["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        message.contains("last error").then_some(message)
+    })
+    .await;
+    assert!(
+        message.starts_with("server 'up' is not connected (last error: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("unable to get local issuer certificate")
+            && message.contains("set root_ca_cert_path"),
+        "{message}"
+    );
+    gateway.stop().await;
+}
