@@ -11,6 +11,13 @@ Official `mcp` 2.x `MCPServer`, both protocol eras as the SDK allows: in the han
 interactive tools send `sampling/createMessage` / `elicitation/create` to the client; in the
 2026-07-28 era (no server-to-client requests) they answer with an `input_required` result and
 finish when the client retries with `inputResponses`.
+
+The `test_input_required_result_*` tools (and prompt) serve the SEP-2322 scenarios, 2026-07-28
+only. Their `requestState` is sealed and verified by `MCPServer`'s request-state boundary
+(AES-256-GCM under a process-local key; a state it did not issue is answered with -32602
+"Invalid or expired requestState"), and each tool also checks that the plaintext is one it mints.
+`test_trigger_tool_change` / `test_trigger_prompt_change` mutate the tool / prompt list and
+publish the change to `subscriptions/listen` streams (server-stateless scenario).
 """
 
 import asyncio
@@ -23,7 +30,7 @@ from typing import Any
 
 import mcp.types as types
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.server.mcpserver.prompts.base import Prompt, UserMessage
 from mcp.shared.exceptions import MCPError
 
 # The logging and sampling APIs are deprecated by 2026-07-28 but are what the scenarios test.
@@ -352,6 +359,265 @@ async def test_streaming_elicitation(ctx: Context) -> types.CallToolResult | typ
 async def test_logging_tool(ctx: Context) -> types.CallToolResult:
     await ctx.info("test_logging_tool ran", logger_name="conformance-test-server")
     return text_result("Logging tool executed")
+
+
+# ---------------------------------------------------------------------------------------------
+# SEP-2322 multi round-trip requests (2026-07-28): `input_required` results
+# ---------------------------------------------------------------------------------------------
+
+# The answer type each input request method expects under its key in `inputResponses`.
+ANSWER_TYPES: dict[str, tuple[type, ...]] = {
+    "elicitation/create": (types.ElicitResult,),
+    "sampling/createMessage": (types.CreateMessageResult, types.CreateMessageResultWithTools),
+    "roots/list": (types.ListRootsResult,),
+}
+# The client capability each input request method needs.
+METHOD_CAPABILITIES = {"elicitation/create": "elicitation", "sampling/createMessage": "sampling", "roots/list": "roots"}
+
+InputRequest = types.ElicitRequest | types.CreateMessageRequest | types.ListRootsRequest
+
+
+def require_modern(ctx: Context) -> None:
+    if not modern(ctx):
+        raise MCPError(types.INVALID_REQUEST, f"input_required results need protocol version {MODERN}")
+
+
+def gather(
+    ctx: Context, requests: dict[str, InputRequest], state: str | None = None
+) -> dict[str, Any] | types.InputRequiredResult:
+    """The answers to `requests` (by key) once the client has given every one of them, else an
+    `input_required` result (re)requesting the missing ones, carrying `state`. Answers under
+    other keys are ignored, and an answer of the wrong type counts as missing."""
+    for request in requests.values():
+        if not client_has(ctx, METHOD_CAPABILITIES[request.method]):
+            raise missing_capability(METHOD_CAPABILITIES[request.method])
+    responses = ctx.input_responses or {}
+    answers = {
+        key: responses[key]
+        for key, request in requests.items()
+        if isinstance(responses.get(key), ANSWER_TYPES[request.method])
+    }
+    missing = {key: request for key, request in requests.items() if key not in answers}
+    if missing:
+        return types.InputRequiredResult(input_requests=missing, request_state=state)
+    return answers
+
+
+def issued_state(ctx: Context, tool: str) -> dict[str, Any] | None:
+    """The plaintext `requestState` echoed to `tool`, which must be one that tool minted (the
+    SDK's boundary has already verified the seal), or None on a first round."""
+    if ctx.request_state is None:
+        return None
+    try:
+        state = json.loads(ctx.request_state)
+    except ValueError:
+        state = None
+    if not isinstance(state, dict) or state.get("tool") != tool:
+        raise MCPError(types.INVALID_PARAMS, "Invalid requestState")
+    return state
+
+
+def mint_state(tool: str, **fields: Any) -> str:
+    return json.dumps({"tool": tool, **fields}, separators=(",", ":"))
+
+
+def name_request(message: str = "What is your name?") -> types.ElicitRequest:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    return elicit_request(message, schema)
+
+
+def sampling_request(text: str, max_tokens: int) -> types.CreateMessageRequest:
+    return types.CreateMessageRequest(
+        params=types.CreateMessageRequestParams(
+            messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text=text))],
+            max_tokens=max_tokens,
+        )
+    )
+
+
+def roots_request() -> types.ListRootsRequest:
+    return types.ListRootsRequest(params=types.RequestParams())
+
+
+def elicited(answer: Any, field: str) -> Any:
+    return (dump(answer).get("content") or {}).get(field)
+
+
+def sampled_text(answer: Any) -> str:
+    content = dump(answer).get("content", {})
+    return content.get("text", "") if isinstance(content, dict) else json.dumps(content)
+
+
+def root_uris(answer: Any) -> str:
+    return ", ".join(root.get("uri", "") for root in dump(answer).get("roots", []))
+
+
+@server.tool(description="SEP-2322: asks the user's name (elicitation) via an input_required result")
+def test_input_required_result_elicitation(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    require_modern(ctx)
+    answers = gather(ctx, {"user_name": name_request()})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    if answers["user_name"].action != "accept":
+        return text_result(f"Elicitation {answers['user_name'].action}ed")
+    return text_result(f"Hello, {elicited(answers['user_name'], 'name')}!")
+
+
+@server.tool(description="SEP-2322: asks the client's LLM (sampling) via an input_required result")
+def test_input_required_result_sampling(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    require_modern(ctx)
+    answers = gather(ctx, {"capital_question": sampling_request("What is the capital of France?", 100)})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return text_result(f"LLM response: {sampled_text(answers['capital_question'])}")
+
+
+@server.tool(description="SEP-2322: asks the client's roots (roots/list) via an input_required result")
+def test_input_required_result_list_roots(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    require_modern(ctx)
+    answers = gather(ctx, {"client_roots": roots_request()})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return text_result(f"Client roots: {root_uris(answers['client_roots'])}")
+
+
+def confirmed_with_state(ctx: Context, tool: str) -> types.CallToolResult | types.InputRequiredResult:
+    """Asks for a confirmation with a `requestState`; completes (with "state-ok") only on a retry
+    that echoes the state this tool issued."""
+    state = issued_state(ctx, tool)
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    request = {"confirm": elicit_request("Please confirm", schema)}
+    if state is None or state.get("step") != "confirm":
+        # A first round, or answers without the state: (re)issue the question and the state.
+        return types.InputRequiredResult(input_requests=request, request_state=mint_state(tool, step="confirm"))
+    answers = gather(ctx, request, ctx.request_state)
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return text_result(f"state-ok: confirm={json.dumps(elicited(answers['confirm'], 'ok'))}")
+
+
+@server.tool(description="SEP-2322: round-trips a requestState; answers state-ok when it comes back")
+def test_input_required_result_request_state(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    require_modern(ctx)
+    return confirmed_with_state(ctx, "test_input_required_result_request_state")
+
+
+@server.tool(description="SEP-2322: integrity-protected requestState; a tampered one is rejected (-32602)")
+def test_input_required_result_tampered_state(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    require_modern(ctx)
+    return confirmed_with_state(ctx, "test_input_required_result_tampered_state")
+
+
+@server.tool(description="SEP-2322: elicitation, sampling and roots/list in one input_required result")
+def test_input_required_result_multiple_inputs(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    require_modern(ctx)
+    tool = "test_input_required_result_multiple_inputs"
+    issued_state(ctx, tool)
+    requests: dict[str, InputRequest] = {
+        "user_name": name_request(),
+        "greeting": sampling_request("Generate a greeting", 50),
+        "client_roots": roots_request(),
+    }
+    answers = gather(ctx, requests, mint_state(tool, step="all"))
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return text_result(
+        f"name={elicited(answers['user_name'], 'name')}, greeting={sampled_text(answers['greeting'])}, "
+        f"roots={root_uris(answers['client_roots'])}"
+    )
+
+
+@server.tool(description="SEP-2322: two rounds of input_required, the requestState evolving")
+def test_input_required_result_multi_round(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    require_modern(ctx)
+    tool = "test_input_required_result_multi_round"
+    state = issued_state(ctx, tool)
+    step1 = {"step1": name_request("Step 1: What is your name?")}
+    if state is None or state.get("step") != 2:
+        answers = gather(ctx, step1, mint_state(tool, step=1))
+        if isinstance(answers, types.InputRequiredResult):
+            return answers
+        state = {"step": 2, "name": elicited(answers["step1"], "name")}
+    schema = {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}
+    step2 = {"step2": elicit_request("Step 2: What is your favorite color?", schema)}
+    answers = gather(ctx, step2, mint_state(tool, step=2, name=state.get("name")))
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return text_result(f"{state.get('name')}'s favorite color is {elicited(answers['step2'], 'color')}")
+
+
+@server.tool(description="SEP-2322: asks only for what the client declared (sampling, elicitation, roots)")
+def test_input_required_result_capabilities(ctx: Context) -> types.CallToolResult | types.InputRequiredResult:
+    require_modern(ctx)
+    candidates: dict[str, InputRequest] = {
+        "user_name": name_request(),
+        "greeting": sampling_request("Generate a greeting", 50),
+        "client_roots": roots_request(),
+    }
+    requests = {
+        key: request for key, request in candidates.items() if client_has(ctx, METHOD_CAPABILITIES[request.method])
+    }
+    if not requests:
+        raise missing_capability("sampling")
+    answers = gather(ctx, requests)
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return text_result(f"Answered: {', '.join(sorted(answers))}")
+
+
+@server.prompt(description="SEP-2322: a prompt that asks the user (elicitation) for its context first")
+def test_input_required_result_prompt(ctx: Context) -> list[UserMessage] | types.InputRequiredResult:
+    require_modern(ctx)
+    schema = {"type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]}
+    answers = gather(ctx, {"user_context": elicit_request("What context should the prompt use?", schema)})
+    if isinstance(answers, types.InputRequiredResult):
+        return answers
+    return [UserMessage(f"Prompt with context: {elicited(answers['user_context'], 'context')}")]
+
+
+# ---------------------------------------------------------------------------------------------
+# List mutation (server-stateless: list-changed notifications on `subscriptions/listen`)
+# ---------------------------------------------------------------------------------------------
+
+
+def dynamic_tool() -> types.CallToolResult:
+    return text_result("This tool comes and goes with test_trigger_tool_change.")
+
+
+def dynamic_prompt() -> list[UserMessage]:
+    return [UserMessage("This prompt comes and goes with test_trigger_prompt_change.")]
+
+
+@server.tool(description="Adds or removes the tool `test_dynamic_tool` and announces the tool-list change")
+async def test_trigger_tool_change(ctx: Context) -> types.CallToolResult:
+    if server._tool_manager.get_tool("test_dynamic_tool") is None:
+        server.add_tool(dynamic_tool, name="test_dynamic_tool", description="A tool added at run time")
+        change = "added"
+    else:
+        server.remove_tool("test_dynamic_tool")
+        change = "removed"
+    if modern(ctx):
+        await ctx.notify_tools_changed()
+    else:
+        await ctx.session.send_tool_list_changed()
+    return text_result(f"Tool list changed: test_dynamic_tool {change}")
+
+
+@server.tool(description="Adds or removes the prompt `test_dynamic_prompt` and announces the prompt-list change")
+async def test_trigger_prompt_change(ctx: Context) -> types.CallToolResult:
+    if server._prompt_manager.get_prompt("test_dynamic_prompt") is None:
+        server.add_prompt(
+            Prompt.from_function(dynamic_prompt, name="test_dynamic_prompt", description="A prompt added at run time")
+        )
+        change = "added"
+    else:
+        server.remove_prompt("test_dynamic_prompt")
+        change = "removed"
+    if modern(ctx):
+        await ctx.notify_prompts_changed()
+    else:
+        await ctx.session.send_prompt_list_changed()
+    return text_result(f"Prompt list changed: test_dynamic_prompt {change}")
 
 
 # ---------------------------------------------------------------------------------------------
