@@ -18,9 +18,10 @@ fn assert_ok(result: &Value, what: &str) {
     assert_eq!(result["ok"], true, "{what}: {result:#}");
 }
 
-fn handshake(pki: &Pki, key: TestKey, port: &str, tls: &str, extra: &[&str]) -> Value {
+/// The probe's arguments for one mTLS handshake with `key` on the token.
+fn handshake_args(pki: &Pki, key: TestKey, port: &str, tls: &str, extra: &[&str]) -> Vec<String> {
     let (uri, cert) = (private_uri(key), pki.cert(key));
-    let mut args = vec![
+    let fixed = [
         "handshake",
         "--key",
         &uri,
@@ -33,8 +34,16 @@ fn handshake(pki: &Pki, key: TestKey, port: &str, tls: &str, extra: &[&str]) -> 
         "--tls",
         tls,
     ];
-    args.extend_from_slice(extra);
-    pki.probe(&args)
+    fixed
+        .iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect()
+}
+
+fn handshake(pki: &Pki, key: TestKey, port: &str, tls: &str, extra: &[&str]) -> Value {
+    let args = handshake_args(pki, key, port, tls, extra);
+    pki.probe(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]
@@ -217,23 +226,9 @@ fn spy_log_shows_pss_ecdsa_pkcs1_and_never_raw_rsa() {
         (KEYS[0], "1.2", &port12, &["--pkcs1"]),
     ];
     for (key, tls, port, extra) in runs {
-        let (uri, cert) = (private_uri(key), pki.cert(key));
-        let mut args = vec![
-            "handshake",
-            "--key",
-            &uri,
-            "--cert",
-            &cert,
-            "--ca",
-            "ca.crt",
-            "--port",
-            port,
-            "--tls",
-            tls,
-        ];
-        args.extend_from_slice(extra);
+        let args = handshake_args(&pki, key, port, tls, extra);
         assert_ok(
-            &pki.probe_spied(&log, &args),
+            &pki.probe_spied(&log, &args.iter().map(String::as_str).collect::<Vec<_>>()),
             &format!("{} TLS {tls} through pkcs11-spy", key.label),
         );
     }
