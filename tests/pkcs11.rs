@@ -306,24 +306,9 @@ fn lost_sessions_mean_one_new_login_and_a_retry() {
     let pki = Pki::new();
     let server = pki.s_server("1.3");
     let log = pki.path("spy-recovery.log");
-    let (uri, cert, port) = (private_uri(KEYS[1]), pki.cert(KEYS[1]), server.port());
-    let args = [
-        "handshake",
-        "--key",
-        &uri,
-        "--cert",
-        &cert,
-        "--ca",
-        "ca.crt",
-        "--port",
-        &port,
-        "--tls",
-        "1.3",
-        "--count",
-        "10",
-        "--close-sessions-at",
-        "5",
-    ];
+    let extra = ["--count", "10", "--close-sessions-at", "5"];
+    let args = handshake_args(&pki, KEYS[1], &server.port(), "1.3", &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = pki.probe_spied(&log, &args);
     assert_ok(&result, "handshakes across C_CloseAllSessions");
     assert_eq!(result["handshakes"], 10);

@@ -104,53 +104,18 @@ impl Pki {
                 "--usage-sign",
             ]);
         }
-        pki.run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Nexus Test CA",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
-        pki.run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.crt",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-            ],
+        // The CA, then a server certificate it issues (both EC P-256, valid two days).
+        let ca = [
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ];
+        pki.new_certificate("ca", "/CN=Nexus Test CA", &ca);
+        pki.new_certificate(
+            "server",
+            "/CN=localhost",
+            &["-CA", "ca.crt", "-CAkey", "ca.key"],
         );
         std::fs::write(
             root.join("client.ext"),
@@ -167,6 +132,26 @@ impl Pki {
             pki.issue(&pem, &subject, "client.ext", &crt);
         }
         pki
+    }
+
+    /// `openssl req -x509` with a new P-256 key: `<name>.key` and `<name>.crt`, valid two days,
+    /// self-signed unless `extra` names a CA.
+    fn new_certificate(&self, name: &str, subject: &str, extra: &[&str]) {
+        let (key, cert) = (format!("{name}.key"), format!("{name}.crt"));
+        let mut args = vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        args.extend([
+            "-keyout", &key, "-out", &cert, "-days", "2", "-subj", subject,
+        ]);
+        args.extend_from_slice(extra);
+        self.run("openssl", &args);
     }
 
     /// Issues `out`, a server certificate (CN=localhost, SAN localhost and 127.0.0.1,
