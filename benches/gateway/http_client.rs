@@ -36,8 +36,8 @@ impl McpHttp {
         Self { client, endpoint }
     }
 
-    /// `GET path` on the endpoint's host: whether it answered 200.
-    pub async fn is_ok(&self, path: &str) -> bool {
+    /// `GET path` on the endpoint's host: its JSON body, if it answered 200 with one.
+    pub async fn get_json(&self, path: &str) -> Option<Value> {
         let authority = self.endpoint.authority().expect("BUG: endpoint has a host");
         let Ok(uri) = Uri::builder()
             .scheme("http")
@@ -45,12 +45,17 @@ impl McpHttp {
             .path_and_query(path)
             .build()
         else {
-            return false;
+            return None;
         };
         let request = Request::get(uri)
             .body(Full::default())
             .expect("BUG: static request");
-        matches!(self.client.request(request).await, Ok(r) if r.status() == StatusCode::OK)
+        let response = self.client.request(request).await.ok()?;
+        if response.status() != StatusCode::OK {
+            return None;
+        }
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice(&body).ok()
     }
 
     /// Initializes a new MCP session (`initialize`, then `notifications/initialized`).

@@ -3,8 +3,15 @@
 //!
 //! Per path and transport: p50/p99 latency of sequential `echo` calls from one client, calls/s
 //! of `echo` from 64 concurrent clients, and calls/s of a 5 ms `sleep` from 64 clients (which
-//! shows whether the gateway keeps many requests in flight to one downstream).
+//! shows whether the gateway keeps many requests in flight to one downstream). For the 64-client
+//! `echo` run it also prints the CPU time per call of the client, the gateway and the downstream.
+//!
+//! All three processes share the machine's cores, so the gateway's throughput ratio is bounded by
+//! the extra HTTP hop it adds. A second `echo` run pins the client and the downstream to CPU 0 and
+//! the gateway to CPU 1 (direct: client and downstream on CPU 0), as when the gateway has cores of
+//! its own: that ratio shows whether the gateway keeps up with the pair it sits between.
 
+mod cpu;
 mod http_client;
 mod processes;
 mod stdio_client;
@@ -15,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::cpu::{PerCall, Roles, Usage};
 use crate::http_client::{HttpSession, McpHttp};
 use crate::processes::{FixtureHttp, Gateway, toml_string};
 use crate::stdio_client::StdioMcp;
@@ -45,30 +53,57 @@ async fn run() -> Result<(), BenchError> {
     let mut rows = Vec::new();
 
     let fixture_http = FixtureHttp::spawn(&fixture).await?;
-    rows.push(measure("direct", "http", &Target::http(&fixture_http.endpoint)?).await?);
+    let direct = Roles {
+        gateway: None,
+        downstream: fixture_http.pid,
+    };
+    let target = Target::http(&fixture_http.endpoint)?;
+    rows.push(measure("direct", "http", &target, direct).await?);
     let downstream = format!("url = {}", toml_string(&fixture_http.endpoint));
-    rows.push(measure_gateway(gateway.as_deref(), "http", &downstream).await);
+    let program = gateway.as_deref();
+    rows.push(measure_gateway(program, "http", &downstream, Some(fixture_http.pid)).await);
     drop(fixture_http);
 
-    let stdio = Target::Stdio(Arc::new(StdioMcp::spawn(&fixture, &["stdio"]).await?));
-    rows.push(measure("direct", "stdio", &stdio).await?);
-    drop(stdio);
+    let stdio = Arc::new(StdioMcp::spawn(&fixture, &["stdio"]).await?);
+    let direct = Roles {
+        gateway: None,
+        downstream: stdio.pid,
+    };
+    rows.push(measure("direct", "stdio", &Target::Stdio(stdio), direct).await?);
     let fixture_path = fixture.to_str().ok_or("fixture path is not UTF-8")?;
     let downstream = format!("cmd = [{}, \"stdio\"]", toml_string(fixture_path));
-    rows.push(measure_gateway(gateway.as_deref(), "stdio", &downstream).await);
+    // The gateway starts its own stdio fixture: the downstream is the gateway's child.
+    rows.push(measure_gateway(program, "stdio", &downstream, None).await);
 
     print_report(&rows);
     Ok(())
 }
 
 /// The gateway row, or a row saying why there is none (the bench still reports direct).
-async fn measure_gateway(program: Option<&Path>, transport: &'static str, downstream: &str) -> Row {
+/// `downstream_pid` is the fixture's process, or `None` when it is the gateway's child.
+async fn measure_gateway(
+    program: Option<&Path>,
+    transport: &'static str,
+    downstream: &str,
+    downstream_pid: Option<u32>,
+) -> Row {
     let Some(program) = program else {
         return Row::missing(transport, "no `nexus` binary target in this build".into());
     };
     let measured = async {
         let gateway = Gateway::spawn(program, downstream).await?;
-        measure("gateway", transport, &Target::http(&gateway.endpoint)?).await
+        let pid = gateway.pid()?;
+        let roles = Roles {
+            gateway: Some(pid),
+            downstream: downstream_pid.map_or_else(|| cpu::first_child(pid), Ok)?,
+        };
+        measure(
+            "gateway",
+            transport,
+            &Target::http(&gateway.endpoint)?,
+            roles,
+        )
+        .await
     };
     measured
         .await
@@ -142,27 +177,37 @@ struct Numbers {
     p99_us: f64,
     echo_per_s: f64,
     sleep_per_s: f64,
+    /// CPU per call of each process during the 64-client `echo` run.
+    echo_cpu: PerCall,
+    /// Calls/s of the pinned `echo` run, or why it did not run.
+    pinned_echo_per_s: Result<f64, String>,
 }
 
 async fn measure(
     path: &'static str,
     transport: &'static str,
     target: &Target,
+    roles: Roles,
 ) -> Result<Row, BenchError> {
     let (p50_us, p99_us) = latency(target).await?;
-    let echo_per_s = throughput(
+    let before = Usage::read(roles)?;
+    let echo = throughput(
         target,
         "echo",
         json!({"message": "hello"}),
         ECHO_CALLS_PER_CLIENT,
     )
     .await?;
-    let sleep_per_s = throughput(target, "sleep", json!({"ms": 5}), SLEEP_CALLS_PER_CLIENT).await?;
+    let echo_cpu = Usage::read(roles)?.per_call_since(&before, echo.calls);
+    let sleep = throughput(target, "sleep", json!({"ms": 5}), SLEEP_CALLS_PER_CLIENT).await?;
+    let pinned_echo_per_s = pinned_echo(target, roles).await.map_err(|e| e.to_string());
     let numbers = Numbers {
         p50_us,
         p99_us,
-        echo_per_s,
-        sleep_per_s,
+        echo_per_s: echo.per_s,
+        sleep_per_s: sleep.per_s,
+        echo_cpu,
+        pinned_echo_per_s,
     };
     Ok(Row {
         path,
@@ -170,6 +215,31 @@ async fn measure(
         numbers: Some(numbers),
         note: String::new(),
     })
+}
+
+/// Calls/s of `echo` with the client and downstream on CPU 0 and the gateway on CPU 1.
+async fn pinned_echo(target: &Target, roles: Roles) -> Result<f64, BenchError> {
+    let cpus = std::thread::available_parallelism()?.get();
+    if cpus < 2 {
+        return Err(format!("{cpus} CPU available, 2 needed").into());
+    }
+    let all = format!("0-{}", cpus - 1);
+    let me = std::process::id();
+    let pin_all = |client: &str, downstream: &str, gateway: &str| -> Result<(), BenchError> {
+        cpu::pin(me, client)?;
+        cpu::pin(roles.downstream, downstream)?;
+        roles.gateway.map_or(Ok(()), |pid| cpu::pin(pid, gateway))
+    };
+    pin_all("0", "0", "1")?;
+    let run = throughput(
+        target,
+        "echo",
+        json!({"message": "hello"}),
+        ECHO_CALLS_PER_CLIENT,
+    )
+    .await;
+    pin_all(&all, &all, &all)?;
+    Ok(run?.per_s)
 }
 
 /// p50 and p99 in µs of sequential `echo` calls from one client, after a warm-up.
@@ -194,6 +264,12 @@ async fn latency(target: &Target) -> Result<(f64, f64), BenchError> {
     Ok((at(0.50), at(0.99)))
 }
 
+/// Calls made by a throughput run, and their rate.
+struct Run {
+    calls: usize,
+    per_s: f64,
+}
+
 /// Calls/s of `tool` from [`CLIENTS`] concurrent clients, each looping up to `per_client` calls
 /// or until [`RUN_LIMIT`].
 async fn throughput(
@@ -201,7 +277,7 @@ async fn throughput(
     tool: &'static str,
     args: Value,
     per_client: usize,
-) -> Result<f64, BenchError> {
+) -> Result<Run, BenchError> {
     let mut clients = Vec::with_capacity(CLIENTS);
     for _ in 0..CLIENTS {
         clients.push(target.client().await?);
@@ -223,7 +299,10 @@ async fn throughput(
     for handle in loops.collect::<Vec<_>>() {
         calls += handle.await??;
     }
-    Ok(calls as f64 / started.elapsed().as_secs_f64())
+    Ok(Run {
+        calls,
+        per_s: calls as f64 / started.elapsed().as_secs_f64(),
+    })
 }
 
 fn print_report(rows: &[Row]) {
@@ -243,6 +322,10 @@ fn print_report(rows: &[Row]) {
             ),
         }
     }
+    println!();
+    print_cpu(rows);
+    println!();
+    print_pinned(rows);
     println!();
     for transport in ["http", "stdio"] {
         let find = |path| {
@@ -266,17 +349,48 @@ fn print_report(rows: &[Row]) {
     }
 }
 
+fn print_pinned(rows: &[Row]) {
+    println!("Echo calls/s @{CLIENTS}, client and downstream on CPU 0, gateway on CPU 1:");
+    for row in rows {
+        let Some(n) = &row.numbers else { continue };
+        match &n.pinned_echo_per_s {
+            Ok(per_s) => println!("| {} | {} | {per_s:.0} |", row.path, row.transport),
+            Err(why) => println!("| {} | {} | not run: {why} |", row.path, row.transport),
+        }
+    }
+}
+
+fn print_cpu(rows: &[Row]) {
+    println!("CPU µs per call, {CLIENTS}-client echo run:");
+    println!("| path | transport | client | gateway | downstream | total |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for row in rows {
+        let Some(n) = &row.numbers else { continue };
+        let cpu = &n.echo_cpu;
+        let gateway = cpu.gateway_us.map_or("-".into(), |us| format!("{us:.1}"));
+        let total = cpu.client_us + cpu.gateway_us.unwrap_or(0.0) + cpu.downstream_us;
+        println!(
+            "| {} | {} | {:.1} | {gateway} | {:.1} | {total:.1} |",
+            row.path, row.transport, cpu.client_us, cpu.downstream_us
+        );
+    }
+}
+
 fn print_ratios(transport: &str, direct: &Numbers, gateway: &Numbers) {
     let added_p50 = gateway.p50_us - direct.p50_us;
     let added_p99 = gateway.p99_us - direct.p99_us;
     let ratio = 100.0 * gateway.echo_per_s / direct.echo_per_s;
     let sleep_ratio = 100.0 * gateway.sleep_per_s / direct.sleep_per_s;
+    let pinned = match (&gateway.pinned_echo_per_s, &direct.pinned_echo_per_s) {
+        (Ok(gateway), Ok(direct)) => format!("{:.1} %", 100.0 * gateway / direct),
+        _ => "not measured".into(),
+    };
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!(
         "{transport}: added p50: {added_p50:.0} µs (target <= {TARGET_ADDED_P50_US:.0} µs, {}), \
          added p99: {added_p99:.0} µs (target <= {TARGET_ADDED_P99_US:.0} µs, {}), \
          throughput ratio: {ratio:.1} % (target >= {TARGET_THROUGHPUT_PERCENT:.0} %, {}), \
-         sleep5 ratio: {sleep_ratio:.1} %",
+         sleep5 ratio: {sleep_ratio:.1} %, pinned throughput ratio: {pinned}",
         mark(added_p50 <= TARGET_ADDED_P50_US),
         mark(added_p99 <= TARGET_ADDED_P99_US),
         mark(ratio >= TARGET_THROUGHPUT_PERCENT),

@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 use crate::BenchError;
 use crate::http_client::McpHttp;
 
-/// How long the gateway may take to answer `/health` after starting.
+/// How long the gateway may take to connect its downstream after starting.
 const GATEWAY_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The release fixture server, built first if `cargo bench` did not build it (it builds no
@@ -54,6 +54,7 @@ pub fn gateway_program() -> Option<PathBuf> {
 pub struct FixtureHttp {
     /// Its MCP endpoint, `http://127.0.0.1:PORT/mcp`.
     pub endpoint: String,
+    pub pid: u32,
     _child: Child,
 }
 
@@ -76,6 +77,7 @@ impl FixtureHttp {
             .ok_or_else(|| format!("fixture printed {line:?}"))?;
         Ok(Self {
             endpoint: format!("http://{addr}/mcp"),
+            pid: child.id().ok_or("the fixture exited at once")?,
             _child: child,
         })
     }
@@ -122,10 +124,25 @@ impl Gateway {
         Ok(gateway)
     }
 
+    pub fn pid(&self) -> Result<u32, BenchError> {
+        Ok(self.child.id().ok_or("the gateway exited")?)
+    }
+
+    /// Waits until `/health` says every downstream is connected: the gateway listens before
+    /// its downstreams have answered `initialize`.
     async fn wait_ready(&mut self) -> Result<(), BenchError> {
         let client = McpHttp::new(self.endpoint.parse()?);
         let started = Instant::now();
-        while !client.is_ok("/health").await {
+        let all_connected = |health: &serde_json::Value| {
+            let downstreams = &health["downstreams"];
+            downstreams["total"].as_u64() == Some(1)
+                && downstreams["connected"] == downstreams["total"]
+        };
+        while !client
+            .get_json("/health")
+            .await
+            .is_some_and(|h| all_connected(&h))
+        {
             if let Some(status) = self.child.try_wait()? {
                 return Err(format!("gateway exited during start-up: {status}").into());
             }

@@ -23,6 +23,8 @@ pub struct StdioMcp {
     lines: mpsc::UnboundedSender<Vec<u8>>,
     pending: Pending,
     next_id: AtomicU64,
+    /// The child's process id.
+    pub pid: u32,
     // Held so the child is killed when the client is dropped.
     _child: Child,
 }
@@ -57,6 +59,7 @@ impl StdioMcp {
             lines,
             pending,
             next_id: AtomicU64::new(0),
+            pid: child.id().ok_or("the stdio fixture exited at once")?,
             _child: child,
         };
         let params = json!({
