@@ -86,20 +86,3 @@ pub fn first_child(pid: u32) -> Result<u32, BenchError> {
     }
     Err(format!("process {pid} has no child").into())
 }
-
-/// Restricts every thread of `pid` to the CPUs in `list` (taskset syntax, e.g. `0` or `0-1`).
-/// Threads started later inherit it.
-pub fn pin(pid: u32, list: &str) -> Result<(), BenchError> {
-    let output = std::process::Command::new("taskset")
-        .args(["--all-tasks", "--pid", "--cpu-list", list, &pid.to_string()])
-        .output()
-        .map_err(|e| format!("cannot run taskset (util-linux): {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "taskset {list} {pid}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )
-        .into());
-    }
-    Ok(())
-}

@@ -5,11 +5,8 @@
 //! of `echo` from 64 concurrent clients, and calls/s of a 5 ms `sleep` from 64 clients (which
 //! shows whether the gateway keeps many requests in flight to one downstream). For the 64-client
 //! `echo` run it also prints the CPU time per call of the client, the gateway and the downstream.
-//!
-//! All three processes share the machine's cores, so the gateway's throughput ratio is bounded by
-//! the extra HTTP hop it adds. A second `echo` run pins the client and the downstream to CPU 0 and
-//! the gateway to CPU 1 (direct: client and downstream on CPU 0), as when the gateway has cores of
-//! its own: that ratio shows whether the gateway keeps up with the pair it sits between.
+//! All three share the machine's cores, so the gateway's own CPU per call, an HTTP exchange in
+//! and another out, bounds its throughput ratio; the CPU table shows by how much.
 
 mod cpu;
 mod http_client;
@@ -179,8 +176,6 @@ struct Numbers {
     sleep_per_s: f64,
     /// CPU per call of each process during the 64-client `echo` run.
     echo_cpu: PerCall,
-    /// Calls/s of the pinned `echo` run, or why it did not run.
-    pinned_echo_per_s: Result<f64, String>,
 }
 
 async fn measure(
@@ -200,14 +195,12 @@ async fn measure(
     .await?;
     let echo_cpu = Usage::read(roles)?.per_call_since(&before, echo.calls);
     let sleep = throughput(target, "sleep", json!({"ms": 5}), SLEEP_CALLS_PER_CLIENT).await?;
-    let pinned_echo_per_s = pinned_echo(target, roles).await.map_err(|e| e.to_string());
     let numbers = Numbers {
         p50_us,
         p99_us,
         echo_per_s: echo.per_s,
         sleep_per_s: sleep.per_s,
         echo_cpu,
-        pinned_echo_per_s,
     };
     Ok(Row {
         path,
@@ -215,31 +208,6 @@ async fn measure(
         numbers: Some(numbers),
         note: String::new(),
     })
-}
-
-/// Calls/s of `echo` with the client and downstream on CPU 0 and the gateway on CPU 1.
-async fn pinned_echo(target: &Target, roles: Roles) -> Result<f64, BenchError> {
-    let cpus = std::thread::available_parallelism()?.get();
-    if cpus < 2 {
-        return Err(format!("{cpus} CPU available, 2 needed").into());
-    }
-    let all = format!("0-{}", cpus - 1);
-    let me = std::process::id();
-    let pin_all = |client: &str, downstream: &str, gateway: &str| -> Result<(), BenchError> {
-        cpu::pin(me, client)?;
-        cpu::pin(roles.downstream, downstream)?;
-        roles.gateway.map_or(Ok(()), |pid| cpu::pin(pid, gateway))
-    };
-    pin_all("0", "0", "1")?;
-    let run = throughput(
-        target,
-        "echo",
-        json!({"message": "hello"}),
-        ECHO_CALLS_PER_CLIENT,
-    )
-    .await;
-    pin_all(&all, &all, &all)?;
-    Ok(run?.per_s)
 }
 
 /// p50 and p99 in µs of sequential `echo` calls from one client, after a warm-up.
@@ -325,8 +293,6 @@ fn print_report(rows: &[Row]) {
     println!();
     print_cpu(rows);
     println!();
-    print_pinned(rows);
-    println!();
     for transport in ["http", "stdio"] {
         let find = |path| {
             rows.iter()
@@ -345,17 +311,6 @@ fn print_report(rows: &[Row]) {
             ) => print_ratios(transport, direct, gateway),
             (_, Some(gateway)) => println!("{transport}: gateway not measured: {}", gateway.note),
             _ => println!("{transport}: not measured"),
-        }
-    }
-}
-
-fn print_pinned(rows: &[Row]) {
-    println!("Echo calls/s @{CLIENTS}, client and downstream on CPU 0, gateway on CPU 1:");
-    for row in rows {
-        let Some(n) = &row.numbers else { continue };
-        match &n.pinned_echo_per_s {
-            Ok(per_s) => println!("| {} | {} | {per_s:.0} |", row.path, row.transport),
-            Err(why) => println!("| {} | {} | not run: {why} |", row.path, row.transport),
         }
     }
 }
@@ -381,16 +336,12 @@ fn print_ratios(transport: &str, direct: &Numbers, gateway: &Numbers) {
     let added_p99 = gateway.p99_us - direct.p99_us;
     let ratio = 100.0 * gateway.echo_per_s / direct.echo_per_s;
     let sleep_ratio = 100.0 * gateway.sleep_per_s / direct.sleep_per_s;
-    let pinned = match (&gateway.pinned_echo_per_s, &direct.pinned_echo_per_s) {
-        (Ok(gateway), Ok(direct)) => format!("{:.1} %", 100.0 * gateway / direct),
-        _ => "not measured".into(),
-    };
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
     println!(
         "{transport}: added p50: {added_p50:.0} µs (target <= {TARGET_ADDED_P50_US:.0} µs, {}), \
          added p99: {added_p99:.0} µs (target <= {TARGET_ADDED_P99_US:.0} µs, {}), \
          throughput ratio: {ratio:.1} % (target >= {TARGET_THROUGHPUT_PERCENT:.0} %, {}), \
-         sleep5 ratio: {sleep_ratio:.1} %, pinned throughput ratio: {pinned}",
+         sleep5 ratio: {sleep_ratio:.1} %",
         mark(added_p50 <= TARGET_ADDED_P50_US),
         mark(added_p99 <= TARGET_ADDED_P99_US),
         mark(ratio >= TARGET_THROUGHPUT_PERCENT),
