@@ -2,10 +2,12 @@
 //! token's `SOFTHSM2_CONF` in its environment (tests may not `set_var`), authenticates to the
 //! Python `mcp` server (client certificates required) with RSA-2048, P-256 and P-384 keys that
 //! never leave the token; serves its own HTTPS with a token key; names the server and key when
-//! the PIN, the object or the certificate is wrong; and pkcs11-spy records the mechanisms.
-//! The token, CA and certificates come from `tests/pkcs11_support` (shared with `tests/pkcs11.rs`).
+//! the PIN, the object or the certificate is wrong; recovers when the token's sessions are closed
+//! under it (`lost_sessions`); and pkcs11-spy records the mechanisms. The token, CA and
+//! certificates come from `tests/pkcs11_support` (shared with `tests/pkcs11.rs`).
 
 mod child;
+mod lost_sessions;
 
 use std::path::Path;
 use std::time::Duration;
@@ -156,8 +158,7 @@ async fn a_restarted_downstream_means_fresh_token_signatures_and_calls_succeed()
     up.child.kill().await.unwrap();
     drop(up);
     let _up = py_https(&pki, Some(port)).await;
-    let full_before = nexus.metric("nexus_tls_handshakes_total", "up").await
-        - nexus.metric("nexus_tls_sessions_resumed_total", "up").await;
+    let full_before = nexus.full_handshakes("up").await;
     // The gateway re-initializes its downstream session; bound the wait for it by tries.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -179,8 +180,7 @@ async fn a_restarted_downstream_means_fresh_token_signatures_and_calls_succeed()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     concurrent_whoami(&nexus.url(), "up", 32, &subject(key)).await;
-    let full_after = nexus.metric("nexus_tls_handshakes_total", "up").await
-        - nexus.metric("nexus_tls_sessions_resumed_total", "up").await;
+    let full_after = nexus.full_handshakes("up").await;
     assert!(
         full_after > full_before,
         "no full handshake (token signature) after the restart"
