@@ -17,8 +17,15 @@ const REVISION: &str = "2026-07-28";
 
 /// A stateless `tools/call` of `name` with matching headers, then `tweak` applied to them.
 fn call(name: &str, tweak: impl FnOnce(&mut HeaderMap)) -> (HeaderMap, Value) {
+    let (mut headers, body) = tools_call(name, json!({"message": "m"}));
+    tweak(&mut headers);
+    (headers, body)
+}
+
+/// A stateless `tools/call` of `name` with `arguments`: one POST, no session to set up first.
+pub(crate) fn tools_call(name: &str, arguments: Value) -> (HeaderMap, Value) {
     let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {
-        "name": name, "arguments": {"message": "m"},
+        "name": name, "arguments": arguments,
         "_meta": {"io.modelcontextprotocol/protocolVersion": REVISION, "io.modelcontextprotocol/clientCapabilities": {}}}});
     let mut headers = HeaderMap::new();
     for (key, value) in [
@@ -31,7 +38,6 @@ fn call(name: &str, tweak: impl FnOnce(&mut HeaderMap)) -> (HeaderMap, Value) {
     ] {
         headers.insert(key, value.parse().unwrap());
     }
-    tweak(&mut headers);
     (headers, body)
 }
 

@@ -1,5 +1,6 @@
 //! A SoftHSM2 token with RSA-2048, P-256 and P-384 keys (non-extractable), a test CA, client
-//! certificates for the token keys, `openssl s_server` peers, and the `pkcs11_probe` child.
+//! certificates for the token keys, `openssl s_server` peers, the `pkcs11_probe` child and the
+//! `pkcs11_session_reaper` module.
 //! Everything lives in a temp dir; `SOFTHSM2_CONF` is set only on child processes.
 #![allow(dead_code)] // shared by the test and the benchmark, which use different parts
 
@@ -346,18 +347,28 @@ pub fn softhsm_module() -> PathBuf {
     .expect("SoftHSM2 is not installed (apt-get install softhsm2 opensc; tests/run does it)")
 }
 
-/// `cargo test`/`cargo bench` build examples next to the binaries' `deps` directory.
+/// The `pkcs11_probe` example program.
 pub fn probe_program() -> PathBuf {
+    example("pkcs11_probe")
+}
+
+/// The `pkcs11_session_reaper` example, a PKCS#11 module.
+pub fn session_reaper_module() -> PathBuf {
+    example("libpkcs11_session_reaper.so")
+}
+
+/// `cargo test`/`cargo bench` build examples next to the binaries' `deps` directory.
+fn example(file: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("executable path");
     let profile = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target profile dir");
-    let program = profile.join("examples").join("pkcs11_probe");
+    let path = profile.join("examples").join(file);
     assert!(
-        program.exists(),
-        "{} missing: build it with `cargo build --example pkcs11_probe` (cargo test does)",
-        program.display()
+        path.exists(),
+        "{} missing: run `cargo build --examples` (tests/run does)",
+        path.display()
     );
-    program
+    path
 }

@@ -2,19 +2,22 @@
 //! token's `SOFTHSM2_CONF` in its environment (tests may not `set_var`), authenticates to the
 //! Python `mcp` server (client certificates required) with RSA-2048, P-256 and P-384 keys that
 //! never leave the token; serves its own HTTPS with a token key; names the server and key when
-//! the PIN, the object or the certificate is wrong; and pkcs11-spy records the mechanisms.
-//! The token, CA and certificates come from `tests/pkcs11_support` (shared with `tests/pkcs11.rs`).
+//! the PIN, the object or the certificate is wrong; recovers when the token's sessions are closed
+//! under it (`lost_sessions`); and pkcs11-spy records the mechanisms. The token, CA and
+//! certificates come from `tests/pkcs11_support` (shared with `tests/pkcs11.rs`).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod child;
+mod lost_sessions;
+
+use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tokio::process::Child;
+use serde_json::json;
 
 use crate::pkcs11_support::{KEYS, PIN, Pki, SPY, TOKEN, TestKey};
 use crate::support::{Server, WAIT, free_port, ok, python_client, text};
 use crate::tls::whoami;
+use child::{Nexus, nexus_command, start_error};
 
 /// `pkcs11:` URI of a key's private half (PIN from `[pkcs11]`).
 fn key_uri(key: TestKey) -> String {
@@ -67,150 +70,6 @@ async fn py_https(pki: &Pki, port: Option<u16>) -> Server {
         args.extend(["--port", port]);
     }
     Server::python_http(&args).await
-}
-
-/// `nexus --config <name>.toml` (written to the test dir) with the token's `SOFTHSM2_CONF`.
-fn nexus_command(pki: &Pki, name: &str, toml: &str) -> std::process::Command {
-    let config = pki.path(&format!("{name}.toml"));
-    std::fs::write(&config, toml).unwrap();
-    let mut command = pki.command(env!("CARGO_BIN_EXE_nexus"));
-    command.arg("--config").arg(&config).env("NO_COLOR", "1");
-    command
-}
-
-/// The `nexus` binary as a child with the token's `SOFTHSM2_CONF`, killed on drop.
-struct Nexus {
-    child: Child,
-    /// `http(s)://127.0.0.1:PORT`.
-    base: String,
-    log: PathBuf,
-}
-
-impl Nexus {
-    /// Writes `toml` to the test directory and starts `nexus --config` on a free port with
-    /// `env` added to its environment; returns once the port accepts connections.
-    async fn spawn(pki: &Pki, name: &str, toml: &str, env: &[(&str, &Path)]) -> Self {
-        let log = pki.path(&format!("{name}.log"));
-        let port = free_port().await;
-        let mut command = nexus_command(pki, name, toml);
-        command
-            .args(["-l", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let child = tokio::process::Command::from(command)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start nexus");
-        let https = toml.contains("[server.tls]");
-        let mut nexus = Self {
-            child,
-            base: format!(
-                "{}://127.0.0.1:{port}",
-                if https { "https" } else { "http" }
-            ),
-            log,
-        };
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if let Some(status) = nexus.child.try_wait().unwrap() {
-                panic!("nexus exited ({status}):\n{}", nexus.log());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nexus not listening:\n{}",
-                nexus.log()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        nexus
-    }
-
-    fn url(&self) -> String {
-        format!("{}/mcp", self.base)
-    }
-
-    /// SIGTERM, then waits for the exit: what the process buffered (the pkcs11-spy log) is
-    /// flushed by then.
-    async fn stop(mut self) {
-        let pid = self.child.id().expect("nexus is running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("nexus did not stop");
-        assert!(
-            status.unwrap().success(),
-            "nexus failed to stop:\n{}",
-            self.log()
-        );
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `GET path` over plain HTTP.
-    async fn get(&self, path: &str) -> String {
-        let (status, _, body) = crate::support::raw(
-            http::Method::GET,
-            &format!("{}{path}", self.base),
-            http::HeaderMap::new(),
-            None,
-        )
-        .await;
-        assert_eq!(status, http::StatusCode::OK, "GET {path}");
-        String::from_utf8(body.to_vec()).unwrap()
-    }
-
-    /// Polls `/health` until `count` downstreams are connected (bounded by [`WAIT`]).
-    async fn wait_connected(&self, count: u64) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let health: Value = serde_json::from_str(&self.get("/health").await).unwrap();
-            if health["downstreams"]["connected"].as_u64() == Some(count) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "downstreams not connected: {health}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A counter of `/metrics` for one server (0 when absent).
-    async fn metric(&self, name: &str, server: &str) -> u64 {
-        let prefix = format!("{name}{{server=\"{server}\"}} ");
-        self.get("/metrics")
-            .await
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-/// Runs the gateway on `toml`, which must fail to start; returns its stderr.
-async fn start_error(pki: &Pki, name: &str, toml: &str) -> String {
-    let mut command = nexus_command(pki, name, toml);
-    command.args(["-l", "127.0.0.1:0"]);
-    let output = tokio::time::timeout(WAIT, tokio::process::Command::from(command).output())
-        .await
-        .expect("nexus did not exit")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !output.status.success(),
-        "nexus started with {name}:\n{stderr}"
-    );
-    assert!(!stderr.contains(PIN), "the PIN was printed:\n{stderr}");
-    stderr
 }
 
 /// `count` concurrent `whoami` calls in one client session; every answer must be `expected`.
@@ -299,8 +158,7 @@ async fn a_restarted_downstream_means_fresh_token_signatures_and_calls_succeed()
     up.child.kill().await.unwrap();
     drop(up);
     let _up = py_https(&pki, Some(port)).await;
-    let full_before = nexus.metric("nexus_tls_handshakes_total", "up").await
-        - nexus.metric("nexus_tls_sessions_resumed_total", "up").await;
+    let full_before = nexus.full_handshakes("up").await;
     // The gateway re-initializes its downstream session; bound the wait for it by tries.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -322,8 +180,7 @@ async fn a_restarted_downstream_means_fresh_token_signatures_and_calls_succeed()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     concurrent_whoami(&nexus.url(), "up", 32, &subject(key)).await;
-    let full_after = nexus.metric("nexus_tls_handshakes_total", "up").await
-        - nexus.metric("nexus_tls_sessions_resumed_total", "up").await;
+    let full_after = nexus.full_handshakes("up").await;
     assert!(
         full_after > full_before,
         "no full handshake (token signature) after the restart"
