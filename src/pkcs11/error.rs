@@ -189,27 +189,41 @@ impl Pkcs11Error {
     }
 
     /// Whether the failure means the token's sessions or login were lost, so that opening a
-    /// new session, logging in again and finding the key again may succeed.
-    pub(crate) fn is_session_loss(&self) -> bool {
-        match self {
-            Pkcs11Error::Call {
-                source: Some(CkError::Pkcs11(rv, _)),
-                ..
-            } => matches!(
-                rv,
-                RvError::SessionHandleInvalid
-                    | RvError::SessionClosed
-                    | RvError::UserNotLoggedIn
-                    | RvError::DeviceRemoved
-                    | RvError::DeviceError
-                    | RvError::TokenNotPresent
-                    | RvError::ObjectHandleInvalid
-                    | RvError::KeyHandleInvalid
-                    | RvError::SessionCount
-            ),
-            _ => false,
+    /// new session, logging in again and finding the key again may succeed; and if so, whether
+    /// the old session handles still exist.
+    pub(crate) fn session_loss(&self) -> Option<SessionLoss> {
+        let Pkcs11Error::Call {
+            source: Some(CkError::Pkcs11(rv, _)),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        match rv {
+            RvError::SessionHandleInvalid
+            | RvError::SessionClosed
+            | RvError::DeviceRemoved
+            | RvError::DeviceError
+            | RvError::TokenNotPresent => Some(SessionLoss::Gone),
+            RvError::UserNotLoggedIn
+            | RvError::ObjectHandleInvalid
+            | RvError::KeyHandleInvalid
+            | RvError::SessionCount => Some(SessionLoss::Unusable),
+            _ => None,
         }
     }
+}
+
+/// What a failed call says about the sessions open before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionLoss {
+    /// The handles no longer exist (token restarted or removed, sessions closed from another
+    /// handle). The token may give their numbers to new sessions, so they must never be closed:
+    /// `C_CloseSession` on one could close somebody else's new session.
+    Gone,
+    /// The sessions exist but cannot serve (logged out, key handles renumbered, no room for
+    /// more): closing them is safe and gives their room back to the token.
+    Unusable,
 }
 
 /// The `CKR_` name of a return value, e.g. `CKR_PIN_INCORRECT`.

@@ -325,12 +325,15 @@ impl KeyHandle {
     fn sign_with_recovery(&self, scheme: Scheme, digest: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
         let generation = self.token.generation();
         match self.sign_once(scheme, digest) {
-            Err(error) if error.is_session_loss() => {
-                tracing::warn!(key = %self.uri, %error, "PKCS#11 session lost: logging in again and retrying once");
-                self.token.recover(generation);
-                self.sign_once(scheme, digest)
-            }
-            other => other,
+            Err(error) => match error.session_loss() {
+                Some(loss) => {
+                    tracing::warn!(key = %self.uri, %error, "PKCS#11 session lost: logging in again and retrying once");
+                    self.token.recover(generation, loss);
+                    self.sign_once(scheme, digest)
+                }
+                None => Err(error),
+            },
+            ok => ok,
         }
     }
 
@@ -348,8 +351,8 @@ impl KeyHandle {
                 source,
             }),
             Err(error) => {
-                if error.is_session_loss() {
-                    session.discard();
+                if let Some(loss) = error.session_loss() {
+                    session.discard(loss);
                 }
                 Err(error)
             }

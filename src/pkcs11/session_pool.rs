@@ -3,12 +3,15 @@
 //! `cryptoki::Session` is `Send` but not `Sync`, so each signature takes a session out, uses it
 //! alone and puts it back. The pool opens sessions on demand up to `max` (the token's
 //! `ulMaxSessionCount`, capped); beyond that, callers wait for a session to come back. After a
-//! session loss, [`SessionPool::invalidate`] bumps the generation: idle sessions are closed and
-//! sessions in use are closed instead of returned.
+//! session loss, [`SessionPool::invalidate`] bumps the generation: sessions from before it are
+//! dropped instead of returned, now if idle or later when their user is done. Whether dropping
+//! one closes it depends on the loss (see [`SessionLoss`]).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use cryptoki::session::Session;
+
+use super::error::SessionLoss;
 
 /// Sessions of one token.
 pub(crate) struct SessionPool {
@@ -22,6 +25,9 @@ struct State {
     idle: Vec<Session>,
     open: usize,
     generation: u64,
+    /// Sessions of a generation below this one were lost with their handles
+    /// ([`SessionLoss::Gone`]).
+    gone_below: u64,
 }
 
 /// A session taken from the pool; it goes back on drop unless discarded or outdated.
@@ -29,7 +35,7 @@ pub(crate) struct PooledSession<'a> {
     pool: &'a SessionPool,
     session: Option<Session>,
     generation: u64,
-    broken: bool,
+    broken: Option<SessionLoss>,
 }
 
 impl SessionPool {
@@ -40,6 +46,7 @@ impl SessionPool {
                 idle: Vec::new(),
                 open: 0,
                 generation: 0,
+                gone_below: 0,
             }),
             returned: Condvar::new(),
             max: max.max(1),
@@ -93,22 +100,26 @@ impl SessionPool {
             pool: self,
             session: Some(session),
             generation,
-            broken: false,
+            broken: None,
         }
     }
 
-    /// Closes every idle session and makes sessions in use close when returned.
-    pub(crate) fn invalidate(&self) {
+    /// Retires every session open now: idle ones at once, those in use when returned.
+    pub(crate) fn invalidate(&self, loss: SessionLoss) {
         let stale = {
             let mut state = self.lock();
             state.generation += 1;
+            if loss == SessionLoss::Gone {
+                state.gone_below = state.generation;
+            }
             let stale = std::mem::take(&mut state.idle);
             state.open -= stale.len();
             stale
         };
         self.returned.notify_all();
-        // Closing may fail with CKR_SESSION_HANDLE_INVALID; cryptoki ignores that on drop.
-        drop(stale);
+        for session in stale {
+            retire(session, loss);
+        }
     }
 
     /// How many sessions are open (idle or in use).
@@ -118,9 +129,9 @@ impl SessionPool {
 }
 
 impl PooledSession<'_> {
-    /// Marks the session unusable: it is closed instead of returned.
-    pub(crate) fn discard(&mut self) {
-        self.broken = true;
+    /// Marks the session lost: it is retired instead of returned.
+    pub(crate) fn discard(&mut self, loss: SessionLoss) {
+        self.broken = Some(loss);
     }
 }
 
@@ -140,14 +151,34 @@ impl Drop for PooledSession<'_> {
             return;
         };
         let mut state = self.pool.lock();
-        if self.broken || state.generation != self.generation {
-            state.open -= 1;
-            drop(state);
-            drop(session);
+        let loss = if self.generation < state.gone_below {
+            Some(SessionLoss::Gone)
+        } else if state.generation != self.generation {
+            Some(self.broken.unwrap_or(SessionLoss::Unusable))
         } else {
-            state.idle.push(session);
-            drop(state);
+            self.broken
+        };
+        match loss {
+            Some(loss) => {
+                state.open -= 1;
+                drop(state);
+                retire(session, loss);
+            }
+            None => {
+                state.idle.push(session);
+                drop(state);
+            }
         }
         self.pool.returned.notify_one();
+    }
+}
+
+/// Closes a session that still exists; forgets one whose handle is gone, since the token may
+/// already have given that number to a new session. Forgetting keeps a few bytes and a reference
+/// to the module for the rest of the process.
+fn retire(session: Session, loss: SessionLoss) {
+    match loss {
+        SessionLoss::Unusable => drop(session),
+        SessionLoss::Gone => std::mem::forget(session),
     }
 }

@@ -11,7 +11,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::{Limit, Slot, TokenInfo};
 use cryptoki::types::AuthPin;
 
-use super::error::{Pkcs11Error, ckr_name};
+use super::error::{Pkcs11Error, SessionLoss, ckr_name};
 use super::session_pool::{PooledSession, SessionPool};
 use super::uri::Pkcs11Uri;
 
@@ -220,7 +220,7 @@ impl Token {
     }
 
     /// Forgets every session and the login after a session loss.
-    pub(crate) fn recover(&self, seen_generation: u64) {
+    pub(crate) fn recover(&self, seen_generation: u64, loss: SessionLoss) {
         if self.pool.generation() != seen_generation {
             return; // another thread already did
         }
@@ -228,7 +228,7 @@ impl Token {
             .logged_in
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = false;
-        self.pool.invalidate();
+        self.pool.invalidate(loss);
     }
 
     fn open_session(&self) -> Result<Session, Pkcs11Error> {
