@@ -334,6 +334,16 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// The mechanism of every operation started (`C_SignInit`, and any other `C_*Init`) in a
+/// pkcs11-spy log. Read line by line: the spy writes concurrent calls' lines interleaved, so a
+/// call's block may be cut by another call's lines.
+pub fn mechanisms_used(spy: &str) -> Vec<String> {
+    spy.lines()
+        .filter_map(|line| line.trim().strip_prefix("[in] pMechanism->type = "))
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
 /// The SoftHSM2 module, wherever the distribution put it.
 pub fn softhsm_module() -> PathBuf {
     [

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::pkcs11_support::{KEYS, PIN, Pki, SPY, TOKEN, TestKey};
+use crate::pkcs11_support::{KEYS, PIN, Pki, SPY, TOKEN, TestKey, mechanisms_used};
 use crate::support::{Server, WAIT, free_port, ok, python_client, text};
 use crate::tls::whoami;
 use child::{Nexus, nexus_command, start_error};
@@ -302,16 +302,6 @@ async fn gateway_https_listener_signs_with_a_token_key() {
         "{}",
         nexus.log()
     );
-}
-
-/// The mechanism of every operation started (`C_SignInit`, and any other `C_*Init`) in a
-/// pkcs11-spy log. Read line by line: the spy writes concurrent calls' lines interleaved, so a
-/// call's block may be cut by another call's lines.
-fn mechanisms_used(spy: &str) -> Vec<String> {
-    spy.lines()
-        .filter_map(|line| line.trim().strip_prefix("[in] pMechanism->type = "))
-        .map(|name| name.trim().to_owned())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
