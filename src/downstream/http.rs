@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::Value;
 
+use super::backoff::Backoff;
 use super::dispatch::Dispatcher;
 use super::link::{Lifeline, TransportError};
 use crate::mcp::{era, sse};
@@ -115,58 +116,57 @@ impl HttpLink {
     /// stream is how the stateless revision ends a subscription.
     pub fn listen(&self, request: Value, stop: CancellationToken) {
         let link = self.clone();
-        tokio::spawn(async move {
-            let token = stop;
-            while !token.is_cancelled() {
+        tokio::spawn(keep_streaming(stop, move || {
+            let (link, request) = (link.clone(), request.clone());
+            async move {
                 let body =
                     Bytes::from(serde_json::to_vec(&request).expect("BUG: JSON always serializes"));
                 let mut post = link.request(Method::POST, Full::new(body), None);
                 add_routing_headers(post.headers_mut(), &request);
-                let Ok(response) = link.0.client.request(post).await else {
-                    return;
-                };
-                if !response.status().is_success() || !is_event_stream(&response) {
-                    return;
-                }
-                tokio::select! {
-                    _ = link.pump(response.into_body(), None) => {}
-                    _ = token.cancelled() => return,
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = token.cancelled() => {}
-                }
+                link.stream(link.0.client.request(post).await).await
             }
-        });
+        }));
     }
 
     /// Opens the GET stream for server-initiated notifications and keeps it open while the
     /// session lives. A server without one (405) is fine.
     pub fn open_notification_stream(&self) {
         let link = self.clone();
-        tokio::spawn(async move {
-            let token = link.0.lifeline.token();
-            while !token.is_cancelled() {
+        let token = self.0.lifeline.token();
+        tokio::spawn(keep_streaming(token, move || {
+            let link = link.clone();
+            async move {
                 let request = link.request(Method::GET, Full::default(), None);
-                let Ok(response) = link.0.client.request(request).await else {
-                    return;
-                };
-                if response.status() == StatusCode::NOT_FOUND {
+                let response = link.0.client.request(request).await;
+                if let Ok(response) = &response
+                    && response.status() == StatusCode::NOT_FOUND
+                {
                     link.0
                         .lifeline
                         .end("the server ended the session (HTTP 404)");
                 }
-                if !response.status().is_success() || !is_event_stream(&response) {
-                    return;
-                }
-                link.pump(response.into_body(), None).await;
-                // The server may close the stream at will (SSE polling); come back after a pause.
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = token.cancelled() => {}
-                }
+                link.stream(response).await
             }
-        });
+        }));
+    }
+
+    /// Delivers the events of a stream's response until it ends; says what to do next.
+    async fn stream(
+        &self,
+        response: Result<http::Response<Incoming>, hyper_util::client::legacy::Error>,
+    ) -> Attempt {
+        let Ok(response) = response else {
+            return Attempt::Failed; // down or restarting
+        };
+        let status = response.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Attempt::Failed;
+        }
+        if !status.is_success() || !is_event_stream(&response) {
+            return Attempt::Refused;
+        }
+        self.pump(response.into_body(), None).await;
+        Attempt::Ended
     }
 
     /// Ends the session with DELETE (best effort, bounded).
@@ -286,6 +286,44 @@ pub fn is_event_stream<B>(response: &http::Response<B>) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("text/event-stream"))
+}
+
+/// How one attempt to hold a stream open went.
+enum Attempt {
+    /// The stream ran and the server closed it, as it may at will (SSE polling).
+    Ended,
+    /// The server was unreachable or failing: try again after a backoff.
+    Failed,
+    /// The server does not offer this stream (e.g. 405): stop asking.
+    Refused,
+}
+
+/// Re-opens a stream with `attempt` until `stop` fires or the server refuses it: a second
+/// after it ended, after a growing backoff while the server is down, so a downstream that
+/// restarts slowly gets its streams back.
+async fn keep_streaming<F, A>(stop: CancellationToken, mut attempt: F)
+where
+    F: FnMut() -> A,
+    A: Future<Output = Attempt>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        let pause = tokio::select! {
+            outcome = attempt() => match outcome {
+                Attempt::Ended => {
+                    backoff = Backoff::default();
+                    Duration::from_secs(1)
+                }
+                Attempt::Failed => backoff.next_delay(),
+                Attempt::Refused => return,
+            },
+            _ = stop.cancelled() => return,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Describes a failed request with its whole cause chain (hyper's top error says only

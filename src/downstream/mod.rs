@@ -4,6 +4,7 @@
 //! (stdio child, Streamable HTTP, or HTTP+SSE), runs `initialize`, fetches the lists, and
 //! reconnects with backoff. Calls run on a [`connection::Connection`], many at once.
 
+mod backoff;
 pub mod connection;
 pub mod dispatch;
 pub mod http;

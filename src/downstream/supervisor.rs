@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::connection::{Call, CallOptions, Connection, Watch};
 use super::dispatch::Dispatcher;
 use super::http::{HttpClient, HttpLink};
@@ -494,41 +495,9 @@ fn tag_logger(notification: &mut Value, server: &str) {
     }
 }
 
-/// Exponential backoff from 250 ms to 30 s, with jitter so restarts do not synchronise.
-struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: Duration::from_millis(250),
-        }
-    }
-}
-
-impl Backoff {
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Duration::from_secs(30));
-        let jitter = rand::random_range(0..=delay.as_millis() as u64 / 4);
-        delay + Duration::from_millis(jitter)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_a_cap() {
-        let mut backoff = Backoff::default();
-        let delays: Vec<_> = (0..12).map(|_| backoff.next_delay()).collect();
-        assert!(delays[0] >= Duration::from_millis(250) && delays[0] <= Duration::from_millis(313));
-        assert!(
-            delays[11] >= Duration::from_secs(30) && delays[11] <= Duration::from_millis(37_500)
-        );
-    }
 
     #[test]
     fn log_messages_name_their_server() {

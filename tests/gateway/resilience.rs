@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Gateway, RawSession, Server, error, fixture_program, fixture_stdio_cmd, names, ok,
-    python_client, text, toml_array, wait_for,
+    python_client, text, toml_array, wait_for, wait_for_port,
 };
 
 /// `[mcp.servers.fx]` over stdio with extra fixture options, direct tool mode.
@@ -222,6 +222,56 @@ async fn a_server_that_starts_late_joins_and_is_announced() {
     let after = names(ok(&run, 3), "tools");
     assert!(after.contains(&"late__echo".to_owned()), "{run:#}");
     assert_eq!(text(ok(&run, 4)), "made it");
+    gateway.stop().await;
+}
+
+/// An HTTP server that goes away and comes back slowly (longer than one retry of its streams):
+/// the gateway keeps trying on its own, finds the old session gone (404), starts a new one, and
+/// list changes from the new server reach clients before any call went through the gateway.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_server_back_after_a_slow_restart_is_rejoined_without_a_call() {
+    let port = crate::support::free_port().await;
+    let mut first = Server::fixture_http_on(port, &[]);
+    wait_for_port(port).await;
+    let toml = format!(
+        "[mcp]\ntools = \"direct\"\n[mcp.servers.fx]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+    );
+    let gateway = Gateway::start(&toml, 1).await;
+    let url = gateway.url.clone();
+    let client = tokio::spawn(async move {
+        let steps = json!([
+            {"op": "list_tools"},
+            {"op": "wait_tools_changed", "timeout": 25},
+            {"op": "call_tool", "name": "fx__pid", "arguments": {}},
+        ]);
+        python_client(&url, steps, &[]).await
+    });
+
+    first.child.kill().await.unwrap();
+    let second = Server::fixture_http_on(port, &["--start-delay-ms", "2500"]);
+    wait_for_port(port).await;
+    // A change on the new server reaches the client only once the gateway holds a stream
+    // there; repeat it until the client heard one (bounded by the client's own timeout).
+    let direct = RawSession::open(&format!("http://127.0.0.1:{port}/mcp")).await;
+    for round in 0.. {
+        if client.is_finished() {
+            break;
+        }
+        assert!(round < 200, "the client is still waiting after 200 changes");
+        let added = direct
+            .call_text("add_tool", json!({"name": format!("fresh{round}")}))
+            .await;
+        assert_eq!(added, format!("added fresh{round}"));
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    let run = client.await.unwrap();
+    assert_eq!(
+        ok(&run, 1),
+        &json!(true),
+        "no list change reached the client: {run:#}"
+    );
+    let pid = second.child.id().unwrap().to_string();
+    assert_eq!(text(ok(&run, 2)), pid, "{run:#}");
     gateway.stop().await;
 }
 
