@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{KEYS, Pki, TestKey};
+use support::{KEYS, Pki, TestKey, handshake_args, private_uri};
 
 /// What `http_client` returns on failure.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,35 +54,17 @@ fn main() {
         let server = pki.s_server(tls);
         for (key, _, name) in kinds {
             for concurrency in [1, 16] {
-                // Alternate and keep the best of two, so order and noise favour neither side.
-                let (mut pem, mut token) = (0.0f64, 0.0f64);
-                for _ in 0..2 {
-                    pem = pem.max(run(
-                        &pki,
-                        key,
-                        &server.port(),
-                        tls,
-                        concurrency,
-                        count,
-                        true,
-                    ));
-                    token = token.max(run(
-                        &pki,
-                        key,
-                        &server.port(),
-                        tls,
-                        concurrency,
-                        count,
-                        false,
-                    ));
-                }
-                let ratio = token / pem;
-                all_met &= ratio >= TARGET;
-                let verdict = if ratio >= TARGET { "met" } else { "MISSED" };
-                println!(
-                    "| {name} | {tls} | {concurrency} | {pem:.0} | {token:.0} | {:.0} % | {verdict} |",
-                    ratio * 100.0
+                let (n, c) = (count.to_string(), concurrency.to_string());
+                let load = ["--count", n.as_str(), "--concurrency", c.as_str()];
+                let (port, uri) = (server.port(), private_uri(key));
+                let (pem_key, pem_crt) = pem_twin_names(key);
+                let pem = handshake_args(["--key-pem", &pem_key], &pem_crt, &port, tls, &load);
+                let token = handshake_args(["--key", &uri], &pki.cert(key), &port, tls, &load);
+                let (pem, token) = best_of_two(
+                    || handshake_rate(&pki, &pem, name),
+                    || handshake_rate(&pki, &token, name),
                 );
+                all_met &= handshake_row(&format!("{name} | {tls} | {concurrency}"), pem, token);
             }
         }
     }
@@ -140,10 +122,6 @@ fn pkcs11_table(pki: &Pki) -> String {
     )
 }
 
-fn token_uri(key: TestKey) -> String {
-    format!("pkcs11:token=nexus;object={};type=private", key.label)
-}
-
 /// The gateway's own HTTPS with a PEM key and with the token key of the same type: new
 /// handshakes/s from the probe (PEM client certificate, no resumption) doing `GET /health`.
 fn gateway_handshakes(pki: &Pki, kinds: &[(TestKey, &str, &str)], count: usize) -> bool {
@@ -199,49 +177,25 @@ fn gateway_handshakes(pki: &Pki, kinds: &[(TestKey, &str, &str)], count: usize) 
         let (token_gateway, token_port) = nexus(
             pki,
             &format!("hs-token-{}", key.id),
-            &tls(&token_crt, &token_uri(key)),
+            &tls(&token_crt, &private_uri(key)),
         );
         // The client: the PEM client certificate of `pem_twin` (RSA-2048), same for both.
-        let (client_key, client_cert) = ("01.pem.key", "01.pem.crt");
+        let (client_key, client_cert) = pem_twin_names(KEYS[0]);
         for version in ["1.3", "1.2"] {
             for concurrency in [1, 16] {
-                let run = |port: u16| {
-                    let (port, count, concurrency) =
-                        (port.to_string(), count.to_string(), concurrency.to_string());
-                    let result = pki.probe(&[
-                        "handshake",
-                        "--key-pem",
-                        client_key,
-                        "--cert",
-                        client_cert,
-                        "--ca",
-                        "ca.crt",
-                        "--port",
-                        &port,
-                        "--tls",
-                        version,
-                        "--path",
-                        "/health",
-                        "--count",
-                        &count,
-                        "--concurrency",
-                        &concurrency,
-                    ]);
-                    assert_eq!(result["ok"], true, "{name} TLS {version}: {result:#}");
-                    result["per_second"].as_f64().unwrap_or(0.0)
+                let (n, c) = (count.to_string(), concurrency.to_string());
+                let load = ["--path", "/health", "--count", &n, "--concurrency", &c];
+                let args = |port: u16| {
+                    let key = ["--key-pem", client_key.as_str()];
+                    handshake_args(key, &client_cert, &port.to_string(), version, &load)
                 };
-                let (mut pem, mut token) = (0.0f64, 0.0f64);
-                for _ in 0..2 {
-                    pem = pem.max(run(pem_port));
-                    token = token.max(run(token_port));
-                }
-                let ratio = token / pem;
-                all_met &= ratio >= TARGET;
-                let verdict = if ratio >= TARGET { "met" } else { "MISSED" };
-                println!(
-                    "| {name} | {version} | {concurrency} | {pem:.0} | {token:.0} | {:.0} % | {verdict} |",
-                    ratio * 100.0
+                let (pem_args, token_args) = (args(pem_port), args(token_port));
+                let (pem, token) = best_of_two(
+                    || handshake_rate(pki, &pem_args, name),
+                    || handshake_rate(pki, &token_args, name),
                 );
+                all_met &=
+                    handshake_row(&format!("{name} | {version} | {concurrency}"), pem, token);
             }
         }
         stop(pem_gateway);
@@ -307,22 +261,16 @@ fn gateway_calls(pki: &Pki, kinds: &[(TestKey, &str, &str)]) {
                 pki.path("ca.crt").display()
             )
         };
-        let pem = config(
-            pki.path(&format!("{}.pem.crt", key.id))
-                .display()
-                .to_string(),
-            pki.path(&format!("{}.pem.key", key.id))
-                .display()
-                .to_string(),
-        );
-        let token = config(pki.cert(key), token_uri(key));
+        let (pem_key, pem_crt) = pem_twin_names(key);
+        let path = |name: &str| pki.path(name).display().to_string();
+        let pem = config(path(&pem_crt), path(&pem_key));
+        let token = config(pki.cert(key), private_uri(key));
         let (pem_gateway, pem_port) = nexus(pki, &format!("calls-pem-{}", key.id), &pem);
         let (token_gateway, token_port) = nexus(pki, &format!("calls-token-{}", key.id), &token);
-        let (mut pem_rate, mut token_rate) = (0.0f64, 0.0f64);
-        for _ in 0..2 {
-            pem_rate = pem_rate.max(runtime.block_on(calls(pem_port, SESSIONS, RUN)));
-            token_rate = token_rate.max(runtime.block_on(calls(token_port, SESSIONS, RUN)));
-        }
+        let (pem_rate, token_rate) = best_of_two(
+            || runtime.block_on(calls(pem_port, SESSIONS, RUN)),
+            || runtime.block_on(calls(token_port, SESSIONS, RUN)),
+        );
         println!(
             "| {name} | {pem_rate:.0} | {token_rate:.0} | {:.0} % |",
             token_rate / pem_rate * 100.0
@@ -392,12 +340,14 @@ async fn call(session: &http_client::HttpSession) -> Result<serde_json::Value, B
 }
 
 /// A PEM key of the same type, with a certificate from the same CA.
+/// The files of a key's PEM twin, relative to the test dir: its private key and certificate.
+fn pem_twin_names(key: TestKey) -> (String, String) {
+    (format!("{}.pem.key", key.id), format!("{}.pem.crt", key.id))
+}
+
 fn pem_twin(pki: &Pki, key: TestKey) {
-    let (pem, csr, crt) = (
-        format!("{}.pem.key", key.id),
-        format!("{}.pem.csr", key.id),
-        format!("{}.pem.crt", key.id),
-    );
+    let (pem, crt) = pem_twin_names(key);
+    let csr = format!("{}.pem.csr", key.id);
     let algorithm: &[&str] = if key.key_type.starts_with("rsa") {
         &["-newkey", "rsa:2048"]
     } else {
@@ -424,44 +374,31 @@ fn pem_twin(pki: &Pki, key: TestKey) {
     pki.issue(&public, "/CN=client-pem", "client.ext", &crt);
 }
 
-fn run(
-    pki: &Pki,
-    key: TestKey,
-    port: &str,
-    tls: &str,
-    concurrency: usize,
-    count: usize,
-    pem: bool,
-) -> f64 {
-    let (count, concurrency) = (count.to_string(), concurrency.to_string());
-    let uri = format!("pkcs11:token=nexus;object={};type=private", key.label);
-    let (pem_key, pem_crt, token_crt) = (
-        format!("{}.pem.key", key.id),
-        format!("{}.pem.crt", key.id),
-        pki.cert(key),
-    );
-    let (key_arg, key_value, cert) = if pem {
-        ("--key-pem", pem_key.as_str(), pem_crt.as_str())
-    } else {
-        ("--key", uri.as_str(), token_crt.as_str())
-    };
-    let result = pki.probe(&[
-        "handshake",
-        key_arg,
-        key_value,
-        "--cert",
-        cert,
-        "--ca",
-        "ca.crt",
-        "--port",
-        port,
-        "--tls",
-        tls,
-        "--count",
-        &count,
-        "--concurrency",
-        &concurrency,
-    ]);
-    assert_eq!(result["ok"], true, "{} TLS {tls}: {result:#}", key.label);
+/// Handshakes/s the probe reached with `args` (from `handshake_args`); `what` names the run.
+fn handshake_rate(pki: &Pki, args: &[String], what: &str) -> f64 {
+    let result = pki.probe(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(result["ok"], true, "{what}: {result:#}");
     result["per_second"].as_f64().unwrap_or(0.0)
+}
+
+/// The best of two alternating runs of each side, so order and noise favour neither.
+fn best_of_two(mut pem: impl FnMut() -> f64, mut token: impl FnMut() -> f64) -> (f64, f64) {
+    let (mut best_pem, mut best_token) = (0.0f64, 0.0f64);
+    for _ in 0..2 {
+        best_pem = best_pem.max(pem());
+        best_token = best_token.max(token());
+    }
+    (best_pem, best_token)
+}
+
+/// Prints a handshake table row (`cells`: its leading columns); whether it met the target.
+fn handshake_row(cells: &str, pem: f64, token: f64) -> bool {
+    let ratio = token / pem;
+    let met = ratio >= TARGET;
+    let verdict = if met { "met" } else { "MISSED" };
+    println!(
+        "| {cells} | {pem:.0} | {token:.0} | {:.0} % | {verdict} |",
+        ratio * 100.0
+    );
+    met
 }

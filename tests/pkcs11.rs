@@ -7,11 +7,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{KEYS, PIN, Pki, TestKey, mechanisms_used};
-
-fn private_uri(key: TestKey) -> String {
-    format!("pkcs11:token=nexus;object={};type=private", key.label)
-}
+use support::{KEYS, PIN, Pki, TestKey, mechanisms_used, private_uri};
 
 #[track_caller]
 fn assert_ok(result: &Value, what: &str) {
@@ -20,25 +16,8 @@ fn assert_ok(result: &Value, what: &str) {
 
 /// The probe's arguments for one mTLS handshake with `key` on the token.
 fn handshake_args(pki: &Pki, key: TestKey, port: &str, tls: &str, extra: &[&str]) -> Vec<String> {
-    let (uri, cert) = (private_uri(key), pki.cert(key));
-    let fixed = [
-        "handshake",
-        "--key",
-        &uri,
-        "--cert",
-        &cert,
-        "--ca",
-        "ca.crt",
-        "--port",
-        port,
-        "--tls",
-        tls,
-    ];
-    fixed
-        .iter()
-        .chain(extra)
-        .map(|arg| arg.to_string())
-        .collect()
+    let uri = private_uri(key);
+    support::handshake_args(["--key", &uri], &pki.cert(key), port, tls, extra)
 }
 
 fn handshake(pki: &Pki, key: TestKey, port: &str, tls: &str, extra: &[&str]) -> Value {

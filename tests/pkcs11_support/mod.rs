@@ -334,6 +334,40 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// `pkcs11:` URI of a key's private half on the test token (PIN given separately).
+pub fn private_uri(key: TestKey) -> String {
+    format!("pkcs11:token={TOKEN};object={};type=private", key.label)
+}
+
+/// The probe's arguments for mutual-TLS handshakes: `key` is the option and value naming the
+/// client key (`--key URI` or `--key-pem FILE`), `extra` follows the fixed part.
+pub fn handshake_args(
+    key: [&str; 2],
+    cert: &str,
+    port: &str,
+    tls: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let fixed = [
+        "handshake",
+        key[0],
+        key[1],
+        "--cert",
+        cert,
+        "--ca",
+        "ca.crt",
+        "--port",
+        port,
+        "--tls",
+        tls,
+    ];
+    fixed
+        .iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect()
+}
+
 /// The mechanism of every operation started (`C_SignInit`, and any other `C_*Init`) in a
 /// pkcs11-spy log. Read line by line: the spy writes concurrent calls' lines interleaved, so a
 /// call's block may be cut by another call's lines.

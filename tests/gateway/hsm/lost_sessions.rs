@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::child::Nexus;
-use super::{downstream, key_uri, pkcs11_table, py_https, server_cert_for, subject};
-use crate::pkcs11_support::{KEYS, PIN, Pki, TestKey, session_reaper_module};
+use super::{downstream, pkcs11_table, py_https, server_cert_for, subject};
+use crate::pkcs11_support::{KEYS, PIN, Pki, TestKey, private_uri, session_reaper_module};
 use crate::support::{WAIT, ok, python_client, text};
 use crate::tls::whoami;
 
@@ -73,7 +73,7 @@ impl Reaper {
 fn session_lost(key: TestKey) -> String {
     format!(
         "PKCS#11 session lost: logging in again and retrying once key={}",
-        key_uri(key)
+        private_uri(key)
     )
 }
 
@@ -89,13 +89,13 @@ async fn sessions_closed_under_the_gateway_mean_a_new_login_and_calls_succeed() 
         + &format!(
             "[server.tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
             cert.display(),
-            key_uri(listener_key)
+            private_uri(listener_key)
         )
         + &downstream(
             &pki,
             "up",
             port,
-            &key_uri(client_key),
+            &private_uri(client_key),
             &pki.cert(client_key),
         );
     let nexus = Nexus::spawn(&pki, "reaper", &toml, &reaper.env()).await;

@@ -14,15 +14,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::pkcs11_support::{KEYS, PIN, Pki, SPY, TOKEN, TestKey, mechanisms_used};
+use crate::pkcs11_support::{KEYS, PIN, Pki, SPY, TOKEN, TestKey, mechanisms_used, private_uri};
 use crate::support::{Server, WAIT, free_port, ok, python_client, text};
 use crate::tls::whoami;
 use child::{Nexus, nexus_command, start_error};
-
-/// `pkcs11:` URI of a key's private half (PIN from `[pkcs11]`).
-fn key_uri(key: TestKey) -> String {
-    format!("pkcs11:token={TOKEN};object={};type=private", key.label)
-}
 
 /// The subject `whoami` reports for a key's client certificate.
 fn subject(key: TestKey) -> String {
@@ -99,7 +94,7 @@ async fn token_keys_of_every_type_authenticate_the_gateway_to_the_python_server(
     let up = py_https(&pki, None).await;
     let mut toml = pkcs11_table(&pki.module, Some(&pki.pin_file));
     for (name, key) in NAMES.iter().zip(KEYS) {
-        toml += &downstream(&pki, name, up.port, &key_uri(key), &pki.cert(key));
+        toml += &downstream(&pki, name, up.port, &private_uri(key), &pki.cert(key));
     }
     let nexus = Nexus::spawn(&pki, "every-type", &toml, &[]).await;
     nexus.wait_connected(3).await;
@@ -133,7 +128,7 @@ async fn pin_source_in_the_uri_is_enough_without_a_pin_in_the_config() {
     let key = KEYS[2];
     let uri = format!(
         "{}?pin-source=file:{}",
-        key_uri(key),
+        private_uri(key),
         pki.pin_file.display()
     );
     let toml =
@@ -150,7 +145,7 @@ async fn a_restarted_downstream_means_fresh_token_signatures_and_calls_succeed()
     let port = up.port;
     let key = KEYS[0];
     let toml = pkcs11_table(&pki.module, Some(&pki.pin_file))
-        + &downstream(&pki, "up", port, &key_uri(key), &pki.cert(key));
+        + &downstream(&pki, "up", port, &private_uri(key), &pki.cert(key));
     let nexus = Nexus::spawn(&pki, "restart", &toml, &[]).await;
     nexus.wait_connected(1).await;
     concurrent_whoami(&nexus.url(), "up", 8, &subject(key)).await;
@@ -196,7 +191,7 @@ async fn start_errors_name_the_server_the_key_and_the_cause() {
     let (rsa, ec) = (KEYS[0], KEYS[1]);
 
     let toml = pkcs11_table(&pki.module, Some(&wrong_pin))
-        + &downstream(&pki, "up", port, &key_uri(rsa), &pki.cert(rsa));
+        + &downstream(&pki, "up", port, &private_uri(rsa), &pki.cert(rsa));
     let error = start_error(&pki, "wrong-pin", &toml).await;
     assert!(
         error.contains("server 'up': client_key_path: ")
@@ -218,13 +213,13 @@ async fn start_errors_name_the_server_the_key_and_the_cause() {
     );
 
     let toml = pkcs11_table(&pki.module, Some(&pki.pin_file))
-        + &downstream(&pki, "up", port, &key_uri(ec), &pki.cert(rsa));
+        + &downstream(&pki, "up", port, &private_uri(ec), &pki.cert(rsa));
     let error = start_error(&pki, "mismatch", &toml).await;
     assert!(
         error.contains(&format!(
             "server 'up': client_cert_path {} does not match client_key_path {}: the key is not the certificate's private key",
             pki.cert(rsa),
-            key_uri(ec)
+            private_uri(ec)
         )),
         "{error}"
     );
@@ -250,7 +245,7 @@ async fn gateway_https_listener_signs_with_a_token_key() {
         + &format!(
             "[server.tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
             cert.display(),
-            key_uri(rsa)
+            private_uri(rsa)
         );
     let nexus = Nexus::spawn(&pki, "https-rsa", &toml, &[]).await;
     let run = python_client(&nexus.url(), json!([{"op": "list_tools"}]), &cafile).await;
@@ -287,7 +282,7 @@ async fn gateway_https_listener_signs_with_a_token_key() {
         + &format!(
             "[server.tls]\ncertificate = \"pkcs11:token={TOKEN};object={};type=cert\"\nkey = \"{}\"\n",
             ec.label,
-            key_uri(ec)
+            private_uri(ec)
         );
     let nexus = Nexus::spawn(&pki, "https-ec", &toml, &[]).await;
     let run = python_client(
@@ -311,7 +306,7 @@ async fn pkcs11_spy_shows_pss_and_ecdsa_for_the_gateways_handshakes_never_raw_rs
     let log = pki.path("gateway-spy.log");
     let mut toml = pkcs11_table(Path::new(SPY), Some(&pki.pin_file));
     for (name, key) in NAMES.iter().zip(KEYS) {
-        toml += &downstream(&pki, name, up.port, &key_uri(key), &pki.cert(key));
+        toml += &downstream(&pki, name, up.port, &private_uri(key), &pki.cert(key));
     }
     let env = [
         ("PKCS11SPY", pki.module.as_path()),
@@ -361,7 +356,7 @@ async fn tls_probe_with_token_keys_against_s_server_over_tls12_and_tls13() {
         .map(|((tls, server), pki)| {
             let mut toml = pkcs11_table(&pki.module, Some(&pki.pin_file));
             for (name, key) in NAMES.iter().zip(KEYS) {
-                toml += &downstream(pki, name, server.port, &key_uri(key), &pki.cert(key));
+                toml += &downstream(pki, name, server.port, &private_uri(key), &pki.cert(key));
             }
             let mut command = nexus_command(pki, &format!("probe-{tls}"), &toml);
             command.args(["tls", "probe"]);
