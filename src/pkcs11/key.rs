@@ -324,17 +324,14 @@ impl KeyHandle {
 
     fn sign_with_recovery(&self, scheme: Scheme, digest: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
         let generation = self.token.generation();
-        match self.sign_once(scheme, digest) {
-            Err(error) => match error.session_loss() {
-                Some(loss) => {
-                    tracing::warn!(key = %self.uri, %error, "PKCS#11 session lost: logging in again and retrying once");
-                    self.token.recover(generation, loss);
-                    self.sign_once(scheme, digest)
-                }
-                None => Err(error),
-            },
-            ok => ok,
-        }
+        let first = self.sign_once(scheme, digest);
+        let Err(error) = &first else { return first };
+        let Some(loss) = error.session_loss() else {
+            return first;
+        };
+        tracing::warn!(key = %self.uri, %error, "PKCS#11 session lost: logging in again and retrying once");
+        self.token.recover(generation, loss);
+        self.sign_once(scheme, digest)
     }
 
     fn sign_once(&self, scheme: Scheme, digest: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
