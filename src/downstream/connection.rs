@@ -3,15 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::http::HeaderValue;
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
-
-use super::dispatch::{CallEvent, Dispatcher};
+use super::dispatch::{CallEvent, CallEvents, Dispatcher};
 use super::link::{Lifeline, Link};
 use crate::mcp::era;
 use crate::mcp::jsonrpc::{self, DOWNSTREAM_TIMEOUT, DOWNSTREAM_UNAVAILABLE, RpcError};
 use crate::mcp::version::LATEST_HANDSHAKE;
+use ::http::HeaderValue;
+use serde_json::{Value, json};
 
 /// How long a downstream may take to answer the `server/discover` probe before it is taken
 /// for a handshake-era server (some ignore requests before `initialize`).
@@ -351,7 +349,7 @@ pub struct CallOptions {
 /// One request in flight on a downstream. Dropping it before its response cancels it there.
 pub struct Call {
     id: u64,
-    events: mpsc::UnboundedReceiver<CallEvent>,
+    events: CallEvents,
     connection: Arc<Connection>,
     finished: bool,
 }
@@ -359,7 +357,7 @@ pub struct Call {
 impl Call {
     /// The next event, or `None` when the connection dropped the call.
     pub async fn next(&mut self) -> Option<CallEvent> {
-        let event = self.events.recv().await;
+        let event = self.events.next().await;
         self.finished |= matches!(event, Some(CallEvent::Response(_)) | None);
         event
     }
@@ -394,12 +392,9 @@ impl Drop for Call {
     }
 }
 
-async fn wait_response(
-    events: &mut mpsc::UnboundedReceiver<CallEvent>,
-    timeout: Duration,
-) -> Option<Value> {
+async fn wait_response(events: &mut CallEvents, timeout: Duration) -> Option<Value> {
     let wait = async {
-        while let Some(event) = events.recv().await {
+        while let Some(event) = events.next().await {
             if let CallEvent::Response(response) = event {
                 return Some(response);
             }

@@ -10,15 +10,23 @@
 //! refresh, never ask); with several in flight nothing says which call asked, so the request is
 //! refused. Every reply to the downstream goes out through one
 //! channel, which the connection drains onto its link.
+//!
+//! What the downstream sends on its own passes its [`Intake`] first. A call's events wait in a
+//! bounded channel (a client that does not read its progress loses some, the gateway holds no
+//! more than [`CALL_EVENTS`] of them); its response has a slot of its own, so it is never lost.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::intake::{Dropped, Intake};
 use crate::mcp::jsonrpc::{self, INTERNAL_ERROR, Kind, METHOD_NOT_FOUND, RpcError};
+
+/// Notifications and requests that may wait for one call's reader.
+pub const CALL_EVENTS: usize = 128;
 
 /// Something a downstream sent about one in-flight call.
 #[derive(Debug)]
@@ -123,8 +131,34 @@ impl Drop for ServerRequest {
 
 /// A call waiting for its response.
 struct Pending {
-    events: mpsc::UnboundedSender<CallEvent>,
+    events: mpsc::Sender<CallEvent>,
+    response: oneshot::Sender<Value>,
     for_client: bool,
+}
+
+/// What arrives for one call: its events, then its response.
+pub struct CallEvents {
+    events: mpsc::Receiver<CallEvent>,
+    response: oneshot::Receiver<Value>,
+    done: bool,
+}
+
+impl CallEvents {
+    /// The next event; the response comes after every event sent before it. `None` when the
+    /// call was dropped without a response (or after the response).
+    pub async fn next(&mut self) -> Option<CallEvent> {
+        if self.done {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            Some(event) = self.events.recv() => Some(event),
+            response = &mut self.response => {
+                self.done = true;
+                response.ok().map(CallEvent::Response)
+            }
+        }
+    }
 }
 
 /// Pending calls of one downstream connection.
@@ -132,32 +166,55 @@ pub struct Dispatcher {
     // A std Mutex: the critical sections are a map insert/remove, never an `.await`.
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
-    server_notifications: mpsc::UnboundedSender<Value>,
+    intake: Arc<Intake>,
     replies: mpsc::UnboundedSender<Value>,
 }
 
 impl Dispatcher {
-    /// A dispatcher whose unaddressed notifications go to `server_notifications` and whose
-    /// replies to the downstream go to `replies`.
-    pub fn new(
-        server_notifications: mpsc::UnboundedSender<Value>,
-        replies: mpsc::UnboundedSender<Value>,
-    ) -> Self {
+    /// A dispatcher that admits what the downstream sends on its own through `intake` and
+    /// whose replies to the downstream go to `replies`.
+    pub fn new(intake: Arc<Intake>, replies: mpsc::UnboundedSender<Value>) -> Self {
         Self {
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
-            server_notifications,
+            intake,
             replies,
         }
     }
 
-    /// Reserves an id for a new call and the channel its events arrive on. `for_client` says
+    /// The admission policy (and limits) of this connection's downstream.
+    pub fn intake(&self) -> &Arc<Intake> {
+        &self.intake
+    }
+
+    /// Reserves an id for a new call and the channels its events arrive on. `for_client` says
     /// whether it relays a client's request (see the module doc).
-    pub fn register(&self, for_client: bool) -> (u64, mpsc::UnboundedReceiver<CallEvent>) {
+    pub fn register(&self, for_client: bool) -> (u64, CallEvents) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (events, receiver) = mpsc::unbounded_channel();
-        self.lock().insert(id, Pending { events, for_client });
-        (id, receiver)
+        let (events, receiver) = mpsc::channel(CALL_EVENTS);
+        let (response, responded) = oneshot::channel();
+        let pending = Pending {
+            events,
+            response,
+            for_client,
+        };
+        self.lock().insert(id, pending);
+        let events = CallEvents {
+            events: receiver,
+            response: responded,
+            done: false,
+        };
+        (id, events)
+    }
+
+    /// Answers call `id` with `error` (e.g. its response was too big to read). Returns whether
+    /// the call was still pending.
+    pub fn fail(&self, id: u64, error: &RpcError) -> bool {
+        let Some(call) = self.lock().remove(&id) else {
+            return false;
+        };
+        let _ = call.response.send(error.to_response(Value::from(id)));
+        true
     }
 
     /// Forgets a call (finished, timed out or abandoned). Returns whether it was still pending.
@@ -173,12 +230,16 @@ impl Dispatcher {
                 if let Some(id) = message.get("id").and_then(Value::as_u64)
                     && let Some(call) = self.lock().remove(&id)
                 {
-                    let _ = call.events.send(CallEvent::Response(message));
+                    let _ = call.response.send(message);
                 }
             }
-            Some(Kind::Notification) => self.route_notification(message, stream_of),
-            Some(Kind::Request) => self.route_request(message, stream_of),
-            None => tracing::debug!("ignoring a message that is not JSON-RPC 2.0"),
+            Some(Kind::Notification) if self.intake.admit() => {
+                self.route_notification(message, stream_of)
+            }
+            Some(Kind::Request) if self.intake.admit() => self.route_request(message, stream_of),
+            // Over the rate: dropped unanswered, as a reply would queue what the limit bounds.
+            Some(Kind::Notification | Kind::Request) => {}
+            None => self.intake.dropped(Dropped::Malformed),
         }
     }
 
@@ -202,8 +263,8 @@ impl Dispatcher {
         };
         match call {
             Some(call) => {
-                // A call that is gone drops the request, which then answers itself.
-                let _ = call.events.send(CallEvent::Request(request));
+                // A call that is gone or not reading drops the request, which answers itself.
+                let _ = call.events.try_send(CallEvent::Request(request));
             }
             None => {
                 drop(pending);
@@ -221,18 +282,22 @@ impl Dispatcher {
         if let Some(id) = addressed
             && let Some(call) = self.lock().get(&id)
         {
-            let _ = call.events.send(CallEvent::Notification(message));
+            if call
+                .events
+                .try_send(CallEvent::Notification(message))
+                .is_err()
+            {
+                self.intake.dropped(Dropped::Backlog);
+            }
             return;
         }
-        let _ = self.server_notifications.send(message);
+        self.intake.server_notification(message);
     }
 
     /// Fails every pending call with `error` (the connection is gone).
     pub fn fail_all(&self, error: &RpcError) {
         for (id, call) in self.lock().drain() {
-            let _ = call
-                .events
-                .send(CallEvent::Response(error.to_response(Value::from(id))));
+            let _ = call.response.send(error.to_response(Value::from(id)));
         }
     }
 
@@ -259,20 +324,39 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::downstream::changes::Change;
 
-    fn dispatcher() -> (Dispatcher, mpsc::UnboundedReceiver<Value>) {
+    impl CallEvents {
+        /// The next event already there, without waiting.
+        fn try_recv(&mut self) -> Result<CallEvent, ()> {
+            if let Ok(event) = self.events.try_recv() {
+                return Ok(event);
+            }
+            if self.done {
+                return Err(());
+            }
+            let response = self.response.try_recv().map_err(drop)?;
+            self.done = true;
+            Ok(CallEvent::Response(response))
+        }
+    }
+
+    fn dispatcher() -> (Dispatcher, mpsc::Receiver<Value>) {
         dispatcher_with_replies().0
     }
 
     type Channels = (
-        (Dispatcher, mpsc::UnboundedReceiver<Value>),
+        (Dispatcher, mpsc::Receiver<Value>),
         mpsc::UnboundedReceiver<Value>,
     );
 
     fn dispatcher_with_replies() -> Channels {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (intake, _, receiver) = crate::downstream::intake::tests::intake(1000);
         let (replies, replied) = mpsc::unbounded_channel();
-        ((Dispatcher::new(sender, replies), receiver), replied)
+        (
+            (Dispatcher::new(Arc::new(intake), replies), receiver),
+            replied,
+        )
     }
 
     #[test]
@@ -291,9 +375,54 @@ mod tests {
     #[test]
     fn unaddressed_notifications_go_to_the_server_channel() {
         let (dispatcher, mut server) = dispatcher();
+        let log = json!({"jsonrpc":"2.0","method":"notifications/message","params":{}});
+        dispatcher.dispatch(log.clone(), None);
+        assert_eq!(server.try_recv().unwrap(), log);
+    }
+
+    #[tokio::test]
+    async fn list_changes_only_raise_a_flag() {
+        let (intake, lists, mut server) = crate::downstream::intake::tests::intake(u32::MAX);
+        let (replies, _replied) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher::new(Arc::new(intake), replies);
         let changed = json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"});
-        dispatcher.dispatch(changed.clone(), None);
-        assert_eq!(server.try_recv().unwrap(), changed);
+        for _ in 0..10_000 {
+            dispatcher.dispatch(changed.clone(), None);
+        }
+        assert!(server.try_recv().is_err(), "nothing is queued");
+        assert_eq!(lists.take().await, [Change::Tools]);
+    }
+
+    #[test]
+    fn a_flood_of_progress_keeps_a_bounded_backlog_and_the_response() {
+        let (dispatcher, _server) = dispatcher();
+        let (id, mut events) = dispatcher.register(true);
+        let progress = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken": id}});
+        for _ in 0..CALL_EVENTS * 4 {
+            dispatcher.dispatch(progress.clone(), None);
+        }
+        dispatcher.dispatch(json!({"jsonrpc":"2.0","id": id, "result": {}}), None);
+        let mut notifications = 0;
+        while let Ok(event) = events.try_recv() {
+            match event {
+                CallEvent::Notification(_) => notifications += 1,
+                CallEvent::Response(_) => break,
+                CallEvent::Request(_) => panic!("no request was sent"),
+            }
+        }
+        assert_eq!(notifications, CALL_EVENTS);
+    }
+
+    #[test]
+    fn a_failed_call_gets_the_error_as_its_response() {
+        let (dispatcher, _server) = dispatcher();
+        let (id, mut events) = dispatcher.register(true);
+        assert!(dispatcher.fail(id, &RpcError::new(-1, "too big")));
+        let Ok(CallEvent::Response(response)) = events.try_recv() else {
+            panic!("no response")
+        };
+        assert_eq!(response["error"]["message"], "too big");
+        assert!(!dispatcher.fail(id, &RpcError::new(-1, "again")));
     }
 
     #[test]
