@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::dispatch::{CallEvent, CallEvents, Dispatcher};
-use super::link::{Lifeline, Link};
+use super::link::{Lifeline, Link, TransportError};
 use crate::mcp::era;
-use crate::mcp::jsonrpc::{self, DOWNSTREAM_TIMEOUT, DOWNSTREAM_UNAVAILABLE, RpcError};
+use crate::mcp::jsonrpc::{
+    self, DOWNSTREAM_TIMEOUT, DOWNSTREAM_UNAVAILABLE, INTERNAL_ERROR, RpcError,
+};
 use crate::mcp::version::LATEST_HANDSHAKE;
 use ::http::HeaderValue;
 use serde_json::{Value, json};
@@ -246,7 +248,9 @@ impl Connection {
             return Err(self.unavailable(error));
         }
         let response = wait_response(&mut events, timeout).await;
-        self.dispatcher.unregister(id);
+        if self.dispatcher.unregister(id) {
+            self.link.withdraw(id);
+        }
         into_result(response.ok_or_else(|| self.timed_out(method, timeout))?)
     }
 
@@ -300,11 +304,18 @@ impl Connection {
         self.link.close().await;
     }
 
-    fn unavailable(&self, error: impl std::fmt::Display) -> RpcError {
-        RpcError::new(
-            DOWNSTREAM_UNAVAILABLE,
-            format!("server '{}' is unavailable: {error}", self.server),
-        )
+    /// The error of a call whose message could not be delivered (or whose answer was refused).
+    fn unavailable(&self, error: TransportError) -> RpcError {
+        match error {
+            // The link is fine; this message was over a limit, which the text names.
+            TransportError::Limit(reason) => {
+                RpcError::new(INTERNAL_ERROR, format!("server '{}' {reason}", self.server))
+            }
+            error => RpcError::new(
+                DOWNSTREAM_UNAVAILABLE,
+                format!("server '{}' is unavailable: {error}", self.server),
+            ),
+        }
     }
 
     fn timed_out(&self, method: &str, timeout: Duration) -> RpcError {
@@ -378,6 +389,10 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         if self.finished || !self.connection.dispatcher.unregister(self.id) {
+            return;
+        }
+        // Never written (a child behind on reading): nothing to cancel, and it is not written.
+        if self.connection.link.withdraw(self.id) {
             return;
         }
         let connection = self.connection.clone();

@@ -222,6 +222,39 @@ impl Dispatcher {
         self.lock().remove(&id).is_some()
     }
 
+    /// Handles a message that exceeded `max_message_size`, of which only `head` was kept: the
+    /// call it answered (the one whose stream carried it, or the one its id names) fails with
+    /// an error naming the limit.
+    pub fn oversized(&self, head: &[u8], stream_of: Option<u64>) {
+        self.intake.dropped(Dropped::Oversized);
+        let id = super::oversized::top_level_id(head).or(stream_of);
+        if let Some(id) = id {
+            let error = super::oversized::error(self.intake.server(), self.intake.limits());
+            self.fail(id, &error);
+        }
+    }
+
+    /// Parses and routes one message (a stdio line, an SSE event's data); one that is not JSON
+    /// (or not UTF-8) is dropped and counted.
+    pub fn dispatch_bytes(&self, line: &[u8], stream_of: Option<u64>) {
+        match serde_json::from_slice(line) {
+            Ok(message) => self.dispatch_all(message, stream_of),
+            Err(_) => self.intake.dropped(Dropped::Malformed),
+        }
+    }
+
+    /// Routes one message, or each message of a batch.
+    pub fn dispatch_all(&self, message: Value, stream_of: Option<u64>) {
+        match message {
+            Value::Array(batch) => {
+                for message in batch {
+                    self.dispatch(message, stream_of);
+                }
+            }
+            single => self.dispatch(single, stream_of),
+        }
+    }
+
     /// Routes one message read from the downstream. `stream_of` is the call whose HTTP response
     /// stream carried it, if any.
     pub fn dispatch(&self, message: Value, stream_of: Option<u64>) {

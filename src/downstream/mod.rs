@@ -8,10 +8,14 @@ mod backoff;
 pub mod changes;
 pub mod connection;
 pub mod dispatch;
+mod excerpt;
 pub mod http;
 pub mod intake;
+pub mod lines;
 pub mod link;
+mod oversized;
 pub mod sse;
+mod stdin_queue;
 pub mod stdio;
 pub mod supervisor;
 
