@@ -18,7 +18,8 @@ pub struct Event {
 pub enum Item {
     /// A complete event within the size limit.
     Event(Event),
-    /// An event over the limit, discarded as it arrived: the first [`HEAD`] bytes of its data.
+    /// An event over the limit, reported as soon as it crosses it (the rest of it is skipped):
+    /// the first [`HEAD`] bytes of its data.
     Oversized(Vec<u8>),
 }
 
@@ -40,8 +41,8 @@ pub struct Parser {
     pending: Event,
     has_data: bool,
     max_event: usize,
-    // While skipping the rest of an oversized event: the head of its data.
-    skipping: Option<Vec<u8>>,
+    // Skipping the rest of an oversized event, up to its blank line.
+    skipping: bool,
 }
 
 impl Default for Parser {
@@ -59,7 +60,7 @@ impl Parser {
             pending: Event::default(),
             has_data: false,
             max_event,
-            skipping: None,
+            skipping: false,
         }
     }
 
@@ -82,8 +83,10 @@ impl Parser {
                 self.scanned = self.buffer.len();
                 if self.pending.data.len() + self.buffer.len() > self.max_event {
                     let line = std::mem::take(&mut self.buffer);
-                    self.overflow(field_value(&line, b"data"));
                     self.scanned = 0;
+                    if let Some(item) = self.overflow(field_value(&line, b"data")) {
+                        on_item(item);
+                    }
                 }
                 return;
             };
@@ -95,29 +98,32 @@ impl Parser {
         }
     }
 
-    /// Drops the event in progress; `more` is the start of its latest data line, if any.
-    fn overflow(&mut self, more: &[u8]) {
-        if self.skipping.is_none() {
+    /// Drops the event in progress (`more` is the start of its latest data line, if any) and
+    /// skips the rest of it; reports it the first time.
+    fn overflow(&mut self, more: &[u8]) -> Option<Item> {
+        let item = (!self.skipping).then(|| {
             let mut head = std::mem::take(&mut self.pending.data).into_bytes();
             head.truncate(HEAD);
             let room = HEAD - head.len();
             head.extend_from_slice(&more[..more.len().min(room)]);
-            self.skipping = Some(head);
-        }
+            Item::Oversized(head)
+        });
+        self.skipping = true;
         self.pending = Event::default();
         self.has_data = false;
+        item
     }
 
     fn process_line(&mut self, line: &[u8]) -> Option<Item> {
         if line.is_empty() {
-            if let Some(head) = self.skipping.take() {
-                return Some(Item::Oversized(head));
+            if std::mem::take(&mut self.skipping) {
+                return None;
             }
             let complete = std::mem::take(&mut self.pending);
             // An event with no data lines is not dispatched (e.g. a bare `id:`/`retry:` priming).
             return std::mem::take(&mut self.has_data).then_some(Item::Event(complete));
         }
-        if self.skipping.is_some() || line.starts_with(b":") {
+        if self.skipping || line.starts_with(b":") {
             return None;
         }
         let line = String::from_utf8_lossy(line);
@@ -126,8 +132,7 @@ impl Parser {
         match field {
             "data" => {
                 if self.pending.data.len() + value.len() + 1 > self.max_event {
-                    self.overflow(value.as_bytes());
-                    return None;
+                    return self.overflow(value.as_bytes());
                 }
                 if self.has_data {
                     self.pending.data.push('\n');
@@ -203,6 +208,7 @@ mod tests {
             parser.feed_with(&[b'x'; 100], |item| items.push(item));
             assert!(parser.buffer.len() <= 1000, "the partial line is not kept");
         }
+        assert_eq!(items.len(), 1, "reported as soon as it crosses the limit");
         parser.feed_with(b"\"}\ndata: more\n\ndata: {}\n\n", |item| items.push(item));
         let Item::Oversized(head) = &items[0] else {
             panic!("{items:?}")
