@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::dispatch::{CallEvent, CallEvents, Dispatcher};
+use tokio::sync::mpsc;
+
+use super::dispatch::{CallEvent, Dispatcher};
 use super::link::{Lifeline, Link, TransportError};
 use crate::mcp::era;
 use crate::mcp::jsonrpc::{
@@ -360,7 +362,7 @@ pub struct CallOptions {
 /// One request in flight on a downstream. Dropping it before its response cancels it there.
 pub struct Call {
     id: u64,
-    events: CallEvents,
+    events: mpsc::Receiver<CallEvent>,
     connection: Arc<Connection>,
     finished: bool,
 }
@@ -368,7 +370,7 @@ pub struct Call {
 impl Call {
     /// The next event, or `None` when the connection dropped the call.
     pub async fn next(&mut self) -> Option<CallEvent> {
-        let event = self.events.next().await;
+        let event = self.events.recv().await;
         self.finished |= matches!(event, Some(CallEvent::Response(_)) | None);
         event
     }
@@ -407,9 +409,9 @@ impl Drop for Call {
     }
 }
 
-async fn wait_response(events: &mut CallEvents, timeout: Duration) -> Option<Value> {
+async fn wait_response(events: &mut mpsc::Receiver<CallEvent>, timeout: Duration) -> Option<Value> {
     let wait = async {
-        while let Some(event) = events.next().await {
+        while let Some(event) = events.recv().await {
             if let CallEvent::Response(response) = event {
                 return Some(response);
             }

@@ -13,14 +13,15 @@
 //!
 //! What the downstream sends on its own passes its [`Intake`] first. A call's events wait in a
 //! bounded channel (a client that does not read its progress loses some, the gateway holds no
-//! more than [`CALL_EVENTS`] of them); its response has a slot of its own, so it is never lost.
+//! more than [`CALL_EVENTS`] of them); a slot of it is reserved for the response, so that is
+//! never lost, and comes after every event sent before it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::intake::{Dropped, Intake};
 use crate::mcp::jsonrpc::{self, INTERNAL_ERROR, Kind, METHOD_NOT_FOUND, RpcError};
@@ -132,32 +133,13 @@ impl Drop for ServerRequest {
 /// A call waiting for its response.
 struct Pending {
     events: mpsc::Sender<CallEvent>,
-    response: oneshot::Sender<Value>,
+    response: mpsc::OwnedPermit<CallEvent>,
     for_client: bool,
 }
 
-/// What arrives for one call: its events, then its response.
-pub struct CallEvents {
-    events: mpsc::Receiver<CallEvent>,
-    response: oneshot::Receiver<Value>,
-    done: bool,
-}
-
-impl CallEvents {
-    /// The next event; the response comes after every event sent before it. `None` when the
-    /// call was dropped without a response (or after the response).
-    pub async fn next(&mut self) -> Option<CallEvent> {
-        if self.done {
-            return None;
-        }
-        tokio::select! {
-            biased;
-            Some(event) = self.events.recv() => Some(event),
-            response = &mut self.response => {
-                self.done = true;
-                response.ok().map(CallEvent::Response)
-            }
-        }
+impl Pending {
+    fn respond(self, response: Value) {
+        self.response.send(CallEvent::Response(response));
     }
 }
 
@@ -189,22 +171,20 @@ impl Dispatcher {
 
     /// Reserves an id for a new call and the channels its events arrive on. `for_client` says
     /// whether it relays a client's request (see the module doc).
-    pub fn register(&self, for_client: bool) -> (u64, CallEvents) {
+    pub fn register(&self, for_client: bool) -> (u64, mpsc::Receiver<CallEvent>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (events, receiver) = mpsc::channel(CALL_EVENTS);
-        let (response, responded) = oneshot::channel();
+        let (events, receiver) = mpsc::channel(CALL_EVENTS + 1);
+        let response = events
+            .clone()
+            .try_reserve_owned()
+            .expect("BUG: a new channel has room");
         let pending = Pending {
             events,
             response,
             for_client,
         };
         self.lock().insert(id, pending);
-        let events = CallEvents {
-            events: receiver,
-            response: responded,
-            done: false,
-        };
-        (id, events)
+        (id, receiver)
     }
 
     /// Answers call `id` with `error` (e.g. its response was too big to read). Returns whether
@@ -213,7 +193,7 @@ impl Dispatcher {
         let Some(call) = self.lock().remove(&id) else {
             return false;
         };
-        let _ = call.response.send(error.to_response(Value::from(id)));
+        call.respond(error.to_response(Value::from(id)));
         true
     }
 
@@ -263,7 +243,7 @@ impl Dispatcher {
                 if let Some(id) = message.get("id").and_then(Value::as_u64)
                     && let Some(call) = self.lock().remove(&id)
                 {
-                    let _ = call.response.send(message);
+                    call.respond(message);
                 }
             }
             Some(Kind::Notification) if self.intake.admit() => {
@@ -330,7 +310,7 @@ impl Dispatcher {
     /// Fails every pending call with `error` (the connection is gone).
     pub fn fail_all(&self, error: &RpcError) {
         for (id, call) in self.lock().drain() {
-            let _ = call.response.send(error.to_response(Value::from(id)));
+            call.respond(error.to_response(Value::from(id)));
         }
     }
 
@@ -358,21 +338,6 @@ mod tests {
 
     use super::*;
     use crate::downstream::changes::Change;
-
-    impl CallEvents {
-        /// The next event already there, without waiting.
-        fn try_recv(&mut self) -> Result<CallEvent, ()> {
-            if let Ok(event) = self.events.try_recv() {
-                return Ok(event);
-            }
-            if self.done {
-                return Err(());
-            }
-            let response = self.response.try_recv().map_err(drop)?;
-            self.done = true;
-            Ok(CallEvent::Response(response))
-        }
-    }
 
     fn dispatcher() -> (Dispatcher, mpsc::Receiver<Value>) {
         dispatcher_with_replies().0

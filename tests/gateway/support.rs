@@ -555,11 +555,20 @@ impl Server {
     /// The Python `mcp` server (`tests/servers/py_server.py`, both protocol eras) over plain
     /// HTTP on a port it picks, ready once it printed `LISTENING <port>`.
     pub async fn python_http(extra: &[&str]) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/py_server.py");
+        let mut args = vec!["--port", "0"];
+        args.extend_from_slice(extra);
+        Self::python_script_http("py_server.py", &args).await
+    }
+
+    /// A server of `tests/servers/` run by the venv's Python with `args`, ready once it
+    /// printed `LISTENING <port>`.
+    pub async fn python_script_http(script: &str, args: &[&str]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/servers")
+            .join(script);
         let mut child = Command::new(tools().join("bin/python"))
             .arg(script)
-            .args(["--port", "0"])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)

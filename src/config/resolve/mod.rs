@@ -307,7 +307,7 @@ mod tests {
             problems("[mcp.server.a]\ncmd = [\"x\"]\n[serverr]\n"),
             [
                 "1:6: mcp: unknown key `server` (expected one of `servers`, `enabled`, `path`, `tools`, \
-                 `prefix`, `call_timeout`); fix the spelling or remove it",
+                 `prefix`, `call_timeout`, `limits`); fix the spelling or remove it",
                 "3:2: unknown key `serverr` (expected `server`, `pkcs11` or `mcp`); fix the spelling or remove it",
             ]
         );
