@@ -64,7 +64,7 @@ fn redact_authorization_values(text: &str) -> String {
                 .len();
         let value_start = after + gap;
         let value_len = text[value_start..]
-            .find(|c: char| matches!(c, '"' | '\'' | ',' | ';' | '\n' | '\r' | '<' | '}'))
+            .find(['"', '\'', ',', ';', '\n', '\r', '<', '}'])
             .unwrap_or(text.len() - value_start);
         // A bare word ("token expired") has no `:` or `=` before its value: leave it.
         let separated = match *marker {
