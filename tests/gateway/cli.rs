@@ -303,6 +303,24 @@ impl Serving {
     }
 }
 
+impl Drop for Serving {
+    /// A failing test still stops the gateway with SIGTERM, so that it stops its children (the
+    /// SIGKILL of `kill_on_drop` would leave them running).
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else {
+            return; // reaped: it has exited
+        };
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Whether `pid` is a live process (a zombie has exited).
 fn is_running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
