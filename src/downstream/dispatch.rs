@@ -17,7 +17,7 @@
 //! never lost, and comes after every event sent before it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -28,6 +28,9 @@ use crate::mcp::jsonrpc::{self, INTERNAL_ERROR, Kind, METHOD_NOT_FOUND, RpcError
 
 /// Notifications and requests that may wait for one call's reader.
 pub const CALL_EVENTS: usize = 128;
+/// Replies to the downstream's own requests that may wait to be sent; past it, its further
+/// requests are dropped unanswered (a server that pings faster than it reads the answers).
+pub const UNSENT_REPLIES: usize = 256;
 
 /// Something a downstream sent about one in-flight call.
 #[derive(Debug)]
@@ -150,6 +153,9 @@ pub struct Dispatcher {
     next_id: AtomicU64,
     intake: Arc<Intake>,
     replies: mpsc::UnboundedSender<Value>,
+    // Every admitted request yields exactly one reply (an unanswered one refuses itself), so
+    // this counts what `replies` holds or is being sent; see [`Dispatcher::reply_sent`].
+    unsent_replies: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -161,7 +167,13 @@ impl Dispatcher {
             next_id: AtomicU64::new(1),
             intake,
             replies,
+            unsent_replies: AtomicUsize::new(0),
         }
+    }
+
+    /// Tells that one reply from `replies` has been sent (or given up on).
+    pub fn reply_sent(&self) {
+        self.unsent_replies.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The admission policy (and limits) of this connection's downstream.
@@ -258,6 +270,10 @@ impl Dispatcher {
 
     /// `ping` is answered here; other requests go to the call they serve, if one can be told.
     fn route_request(&self, message: Value, stream_of: Option<u64>) {
+        if self.unsent_replies.fetch_add(1, Ordering::Relaxed) >= UNSENT_REPLIES {
+            self.unsent_replies.fetch_sub(1, Ordering::Relaxed);
+            return self.intake.dropped(Dropped::Backlog);
+        }
         let request = ServerRequest::new(message, self.replies.clone());
         if request.method() == "ping" {
             let id = request.id();
@@ -445,6 +461,21 @@ mod tests {
             };
             assert_eq!(response["error"]["message"], "gone");
         }
+    }
+
+    #[test]
+    fn replies_waiting_to_be_sent_are_bounded() {
+        let ((dispatcher, _server), replies) = dispatcher_with_replies();
+        for i in 0..UNSENT_REPLIES * 2 {
+            dispatcher.dispatch(json!({"jsonrpc":"2.0","id": i,"method":"ping"}), None);
+        }
+        assert_eq!(replies.len(), UNSENT_REPLIES);
+        dispatcher.reply_sent();
+        dispatcher.dispatch(
+            json!({"jsonrpc":"2.0","id":"one more","method":"ping"}),
+            None,
+        );
+        assert_eq!(replies.len(), UNSENT_REPLIES + 1);
     }
 
     #[test]

@@ -283,7 +283,12 @@ impl Downstream {
         let dispatcher = Arc::new(Dispatcher::new(intake, replies));
         let lifeline = Lifeline::new();
         let link = Arc::new(self.open_link(&dispatcher, &lifeline).await?);
-        tokio::spawn(send_replies(link.clone(), replied, lifeline.clone()));
+        tokio::spawn(send_replies(
+            link.clone(),
+            dispatcher.clone(),
+            replied,
+            lifeline.clone(),
+        ));
         let timeout = self.config.call_timeout;
         let established = Connection::establish(
             self.name.clone(),
@@ -453,6 +458,7 @@ struct Incoming {
 /// Sends the connection's replies to its downstream's requests, in order, while it lives.
 async fn send_replies(
     link: Arc<Link>,
+    dispatcher: Arc<Dispatcher>,
     mut replies: mpsc::UnboundedReceiver<Value>,
     lifeline: Arc<Lifeline>,
 ) {
@@ -462,6 +468,7 @@ async fn send_replies(
         _ = token.cancelled() => None,
     } {
         let _ = link.send(&reply, None, None).await;
+        dispatcher.reply_sent();
     }
 }
 

@@ -120,6 +120,7 @@ async fn a_list_changed_flood_is_coalesced_rate_limited_and_bounded() {
     let gateway = Serving::start(&config(&format!("cmd = {}", hostile_stdio_cmd()))).await;
     let session = RawSession::open(&gateway.url()).await;
     let flood = 1_000_000;
+    let started = Instant::now();
     with_bystander(&gateway, async {
         text_of(&session, "bad__flood", json!({"count": flood})).await;
         // The flood is over once the gateway has read it: `stats` answers behind it.
@@ -162,8 +163,13 @@ async fn a_list_changed_flood_is_coalesced_rate_limited_and_bounded() {
     println!("list flood: {flood} notifications, {refreshes} tools/list refreshes");
     assert_peak_rss(&gateway, "list_changed flood", 120);
     let logs = gateway.logs();
-    let warnings = logs.matches("notifications_per_second").count();
-    assert_eq!(warnings, 1, "one log line per burst:{logs}");
+    // The first drop is logged, then at most one line per 30 s, not one per message.
+    let warnings = logs.matches("notifications_per_second").count() as u64;
+    let allowed = 1 + started.elapsed().as_secs() / 30;
+    assert!(
+        (1..=allowed).contains(&warnings),
+        "{warnings} log lines about the rate:{logs}"
+    );
     gateway.stop().await;
 }
 
