@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::http::HeaderValue;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::dispatch::{CallEvent, Dispatcher};
@@ -12,8 +14,6 @@ use crate::mcp::jsonrpc::{
     self, DOWNSTREAM_TIMEOUT, DOWNSTREAM_UNAVAILABLE, INTERNAL_ERROR, RpcError,
 };
 use crate::mcp::version::LATEST_HANDSHAKE;
-use ::http::HeaderValue;
-use serde_json::{Value, json};
 
 /// How long a downstream may take to answer the `server/discover` probe before it is taken
 /// for a handshake-era server (some ignore requests before `initialize`).

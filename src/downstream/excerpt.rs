@@ -16,6 +16,13 @@ const REDACTED: &str = "[redacted]";
 /// The excerpt of `body`, without `sent` (the `Authorization` value the gateway sent) and
 /// without anything after an authorization scheme or key.
 pub fn excerpt(body: &[u8], sent: Option<&HeaderValue>) -> String {
+    // A body cut at the read limit may end in part of the credential, which no longer matches
+    // it whole: that tail is left out.
+    let cut = sent.map_or(0, |sent| sent.len());
+    let body = match body.len() >= READ_LIMIT {
+        true => &body[..body.len().saturating_sub(cut)],
+        false => body,
+    };
     let mut text = String::from_utf8_lossy(body).into_owned();
     if let Some(sent) = sent.map(HeaderValue::as_bytes) {
         let sent = String::from_utf8_lossy(sent);
@@ -98,6 +105,17 @@ mod tests {
         assert!(shown.contains("invalid token [redacted]"), "{shown}");
         let other = excerpt(b"Authorization: Basic dXNlcjpwYXNz\r\nfailed", None);
         assert_eq!(other, "Authorization: [redacted]  failed");
+    }
+
+    #[test]
+    fn a_credential_cut_by_the_read_limit_is_left_out() {
+        let sent = HeaderValue::from_static("Bearer abcdefghij");
+        // A long value redacted in front brings the end of the read into the excerpt.
+        let mut body = b"authorization: ".to_vec();
+        body.resize(READ_LIMIT - 6, b'v');
+        body.extend_from_slice(b"\nabcde");
+        let shown = excerpt(&body, Some(&sent));
+        assert_eq!(shown, "authorization: [redacted]");
     }
 
     #[test]
