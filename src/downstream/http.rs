@@ -358,7 +358,7 @@ pub fn connect_error(error: hyper_util::client::legacy::Error) -> TransportError
 }
 
 /// An unexpected status with a sanitized excerpt of its body, which never holds `sent`, the
-/// `Authorization` the request carried (see [`super::excerpt`]).
+/// `Authorization` the request carried (see `downstream::excerpt`).
 pub async fn status_error(
     response: http::Response<Incoming>,
     sent: Option<&HeaderValue>,

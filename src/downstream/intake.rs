@@ -171,7 +171,7 @@ impl Intake {
         }
     }
 
-    /// Counts a drop and logs it: the first at once, then at most once per [`LOG_EVERY`] with
+    /// Counts a drop and logs it: the first at once, then at most once per 30 s with
     /// the number dropped since the previous line.
     pub fn dropped(&self, reason: Dropped) {
         let tally = &self.tallies[reason as usize];

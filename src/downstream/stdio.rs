@@ -2,7 +2,7 @@
 //!
 //! One writer task owns stdin and one reader task owns stdout, so any number of calls can be in
 //! flight at once (they are told apart by id, see [`super::dispatch`]). What waits for stdin is
-//! bounded ([`StdinQueue`]), and so is every line read ([`LineReader`]); a line that is not JSON
+//! bounded (`StdinQueue`), and so is every line read ([`LineReader`]); a line that is not JSON
 //! is skipped, whatever bytes it holds.
 //!
 //! A child starts from a clean environment, as systemd starts a service: the variables of
