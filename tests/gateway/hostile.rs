@@ -276,7 +276,7 @@ async fn stdio_children_get_a_clean_environment_unless_they_inherit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_http_bodies_and_sse_events_fail_only_their_call() {
-    let hostile = Server::python_script_http("hostile_server.py", &["http"]).await;
+    let hostile = Server::python_script_http("tests/servers/hostile_server.py", &["http"]).await;
     let gateway = Serving::start(&config(&format!("url = \"{}\"", hostile.url()))).await;
     let session = RawSession::open(&gateway.url()).await;
     let errors = with_bystander(&gateway, async {
@@ -294,7 +294,7 @@ async fn oversized_http_bodies_and_sse_events_fail_only_their_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_error_body_is_relayed_sanitized_and_without_our_token() {
-    let hostile = Server::python_script_http("hostile_server.py", &["http"]).await;
+    let hostile = Server::python_script_http("tests/servers/hostile_server.py", &["http"]).await;
     let bad = format!(
         "url = \"{}\"\nauth = {{ token = \"{{{{ env.BAD_TOKEN }}}}\" }}",
         hostile.url()

@@ -555,20 +555,17 @@ impl Server {
     /// The Python `mcp` server (`tests/servers/py_server.py`, both protocol eras) over plain
     /// HTTP on a port it picks, ready once it printed `LISTENING <port>`.
     pub async fn python_http(extra: &[&str]) -> Self {
-        let mut args = vec!["--port", "0"];
-        args.extend_from_slice(extra);
-        Self::python_script_http("py_server.py", &args).await
+        Self::python_script_http("tests/servers/py_server.py", extra).await
     }
 
-    /// A server of `tests/servers/` run by the venv's Python with `args`, ready once it
-    /// printed `LISTENING <port>`.
-    pub async fn python_script_http(script: &str, args: &[&str]) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/servers")
-            .join(script);
+    /// A Python server script of `tests/servers` (one that takes `--port 0` and prints
+    /// `LISTENING <port>`) over plain HTTP, ready.
+    pub async fn python_script_http(script: &str, extra: &[&str]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
         let mut child = Command::new(tools().join("bin/python"))
             .arg(script)
-            .args(args)
+            .args(["--port", "0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)

@@ -1,7 +1,7 @@
 """A downstream MCP server that attacks the gateway, for the tests of its limits.
 
     python hostile_server.py stdio
-    python hostile_server.py http      # prints LISTENING <port>; serves POST /mcp on 127.0.0.1
+    python hostile_server.py [--port N] http    # prints LISTENING <port>; POST /mcp on 127.0.0.1
 
 Standard library only. It answers initialize, tools/list and ping like any server; each tool is
 one attack, started by calling it, so a test decides when the attack happens:
@@ -182,11 +182,16 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, json.dumps(text(msg_id, f"{name} is a stdio attack")).encode())
 
 
-def serve_http():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def serve_http(port):
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     print(f"LISTENING {server.server_address[1]}", flush=True)
     server.serve_forever()
 
 
 if __name__ == "__main__":
-    serve_stdio() if sys.argv[1:] == ["stdio"] else serve_http()
+    args = sys.argv[1:]
+    if args == ["stdio"]:
+        serve_stdio()
+    else:
+        port = int(args[args.index("--port") + 1]) if "--port" in args else 0
+        serve_http(port)
