@@ -4,6 +4,7 @@ mod cli;
 mod conformance;
 mod eras;
 mod everything;
+mod hostile_client;
 mod hsm;
 mod inspector;
 #[path = "../pkcs11_support/mod.rs"]
