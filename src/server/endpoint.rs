@@ -92,11 +92,7 @@ async fn post_one(
             session.answer(message);
             body::empty(StatusCode::ACCEPTED)
         }
-        None => body::rpc_error(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "not a JSON-RPC 2.0 message",
-        ),
+        None => body::json(StatusCode::BAD_REQUEST, &jsonrpc::invalid_request(&message)),
     }
 }
 
@@ -169,6 +165,16 @@ fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Box<Respon
                 ),
             )));
         }
+        if version != session.protocol_version {
+            let agreed = session.protocol_version;
+            return Err(Box::new(body::rpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                format!(
+                    "Bad Request: MCP-Protocol-Version `{version}` differs from `{agreed}`, the revision this session agreed in initialize; send `{agreed}` or initialize a new session"
+                ),
+            )));
+        }
     }
     Ok(session)
 }
@@ -229,6 +235,14 @@ async fn post_batch(
     batch: Vec<Value>,
     context: &RequestContext,
 ) -> Response<Body> {
+    if batch.is_empty() {
+        // JSON-RPC 2.0: an empty array is answered with one error, not with an empty batch.
+        return body::rpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "Invalid Request: an empty batch",
+        );
+    }
     let mut responses = Vec::new();
     for message in batch {
         match jsonrpc::kind(&message) {
@@ -242,7 +256,8 @@ async fn post_batch(
                 });
             }
             Some(Kind::Notification) => notification(session, &message),
-            _ => {}
+            Some(Kind::Response) => session.answer(message),
+            None => responses.push(jsonrpc::invalid_request(&message)),
         }
     }
     if responses.is_empty() {
