@@ -133,6 +133,15 @@ impl App {
         if let Some(ClientSubject(subject)) = request.extensions().get::<ClientSubject>() {
             tracing::info!(client = %subject, method = %request.method(), path, "request");
         }
+        // Before any route: `/health` and `/metrics` must not be readable through a rebound name.
+        if let Err(refused) = self.guard.load().check(request.uri(), request.headers()) {
+            tracing::warn!(%refused, "request refused");
+            return Ok(body::rpc_error(
+                StatusCode::FORBIDDEN,
+                crate::mcp::jsonrpc::INVALID_REQUEST,
+                refused.to_string(),
+            ));
+        }
         if self.health_path.as_deref() == Some(path) && request.method() == Method::GET {
             return Ok(endpoint::health(&self));
         }
@@ -141,14 +150,6 @@ impl App {
         }
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
-        }
-        if let Err(refused) = self.guard.load().check(request.headers()) {
-            tracing::warn!(%refused, "request refused");
-            return Ok(body::rpc_error(
-                StatusCode::FORBIDDEN,
-                crate::mcp::jsonrpc::INVALID_REQUEST,
-                refused.to_string(),
-            ));
         }
         let response = match *request.method() {
             Method::POST => endpoint::post(&self, request).await,
