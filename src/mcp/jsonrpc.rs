@@ -16,6 +16,8 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const DOWNSTREAM_UNAVAILABLE: i64 = -32000;
 /// A downstream server did not answer in time.
 pub const DOWNSTREAM_TIMEOUT: i64 = -32001;
+/// The gateway is at one of its limits (sessions, connections); retry later.
+pub const SERVER_BUSY: i64 = -32003;
 /// A server's rate limit was reached.
 pub const RATE_LIMITED: i64 = -32029;
 /// MCP: resource not found (handshake era).

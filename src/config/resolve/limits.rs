@@ -1,0 +1,111 @@
+//! `[server.limits]`: every key optional, each replacing one default of [`Limits`].
+
+use std::time::Duration;
+
+use serde_spanned::Spanned;
+
+use super::Cx;
+use crate::config::model::Limits;
+use crate::config::raw::{RawDuration, RawLimits};
+
+impl Cx<'_> {
+    pub(super) fn limits(&mut self, raw: RawLimits) -> Limits {
+        let default = Limits::default();
+        let key = |name: &str| format!("server.limits.{name}");
+        Limits {
+            max_connections: self
+                .count(raw.max_connections, &key("max_connections"))
+                .unwrap_or(default.max_connections),
+            header_read_timeout: self
+                .limit_duration(raw.header_read_timeout, &key("header_read_timeout"))
+                .unwrap_or(default.header_read_timeout),
+            body_read_timeout: self
+                .limit_duration(raw.body_read_timeout, &key("body_read_timeout"))
+                .unwrap_or(default.body_read_timeout),
+            idle_timeout: self
+                .limit_duration(raw.idle_timeout, &key("idle_timeout"))
+                .unwrap_or(default.idle_timeout),
+            max_request_body: self
+                .count(raw.max_request_body, &key("max_request_body"))
+                .unwrap_or(default.max_request_body),
+            max_sessions: self
+                .count(raw.max_sessions, &key("max_sessions"))
+                .unwrap_or(default.max_sessions),
+            session_idle_timeout: self
+                .limit_duration(raw.session_idle_timeout, &key("session_idle_timeout"))
+                .unwrap_or(default.session_idle_timeout),
+        }
+    }
+
+    /// A count of at least 1 (a limit of 0 would refuse everything, which is never meant).
+    fn count(&mut self, value: Option<Spanned<u64>>, key: &str) -> Option<usize> {
+        let value = value?;
+        match usize::try_from(*value.get_ref()) {
+            Ok(count) if count > 0 => Some(count),
+            _ => {
+                let fix = "use a positive number, or remove the key for its default";
+                self.problems
+                    .push(value.span(), key, "must be at least 1".to_string(), fix);
+                None
+            }
+        }
+    }
+
+    fn limit_duration(
+        &mut self,
+        value: Option<Spanned<RawDuration>>,
+        key: &str,
+    ) -> Option<Duration> {
+        self.timeout(value, key)
+            .filter(|duration| !duration.is_zero())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::model::Limits;
+
+    fn resolve(text: &str) -> Result<Limits, Vec<String>> {
+        let file = Path::new("/nonexistent/n.toml");
+        super::super::resolve(text, file, &|_| None)
+            .map(|config| config.server.limits)
+            .map_err(|error| error.problems().iter().map(|p| p.to_string()).collect())
+    }
+
+    #[test]
+    fn absent_keys_keep_their_defaults() {
+        let limits = resolve("[server.limits]\nmax_sessions = 3\nidle_timeout = \"5s\"\n").unwrap();
+        assert_eq!(
+            limits,
+            Limits {
+                max_sessions: 3,
+                idle_timeout: Duration::from_secs(5),
+                ..Limits::default()
+            }
+        );
+        assert_eq!(resolve("").unwrap(), Limits::default());
+    }
+
+    #[test]
+    fn zero_limits_and_unknown_keys_are_refused_with_their_position() {
+        let problems =
+            resolve("[server.limits]\nmax_connections = 0\nheader_read_timeout = 0\n").unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains(":2:19: server.limits.max_connections: must be at least 1"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("server.limits.header_read_timeout: must be longer than zero"),
+            "{problems:?}"
+        );
+        let problems = resolve("[server.limits]\nmax_body = 1\n").unwrap_err();
+        assert!(
+            problems[0].contains("unknown key `max_body`"),
+            "{problems:?}"
+        );
+    }
+}
