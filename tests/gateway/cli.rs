@@ -43,7 +43,21 @@ impl TestDir {
 
     /// `nexus ARGS` in this dir, with no NEXUS_* variables from the test's environment.
     fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"));
+        self.command_under(&[], args)
+    }
+
+    /// [`Self::command`] run by `launcher` (a program and its arguments, e.g. `prlimit ... --`),
+    /// which must exec nexus in its own process.
+    fn command_under(&self, launcher: &[&str], args: &[&str]) -> std::process::Command {
+        let nexus = env!("CARGO_BIN_EXE_nexus");
+        let mut command = match launcher.split_first() {
+            None => std::process::Command::new(nexus),
+            Some((program, options)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(options).arg(nexus);
+                command
+            }
+        };
         command.args(args).current_dir(self.path());
         for name in NEXUS_ENV {
             command.env_remove(name);
@@ -195,19 +209,25 @@ fn serve_exits_78_on_a_configuration_error() {
 }
 
 /// `nexus serve` in a temp dir, its output in files there.
-struct Serving {
+pub(crate) struct Serving {
     dir: TestDir,
     child: tokio::process::Child,
-    base: String,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
 }
 
 impl Serving {
-    async fn start(config: &str) -> Self {
+    pub(crate) async fn start(config: &str) -> Self {
+        Self::start_under(&[], config).await
+    }
+
+    /// [`Self::start`] through `launcher` (see [`TestDir::command_under`]).
+    pub(crate) async fn start_under(launcher: &[&str], config: &str) -> Self {
         let dir = TestDir::new();
         dir.config(config);
         let port = free_port().await;
         let listen = format!("127.0.0.1:{port}");
-        let mut command = dir.command(&["--config", "nexus.toml", "-l", &listen]);
+        let mut command = dir.command_under(launcher, &["--config", "nexus.toml", "-l", &listen]);
         command
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
@@ -251,13 +271,17 @@ impl Serving {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}/mcp", self.base)
     }
 
+    /// The gateway's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("nexus already reaped")
+    }
+
     fn signal(&self, signal: Signal) {
-        let pid = self.child.id().expect("nexus already reaped");
-        kill(Pid::from_raw(pid as i32), signal).unwrap();
+        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
     }
 
     /// Waits for the exit and returns the code, showing the logs if there is none.
@@ -271,7 +295,7 @@ impl Serving {
             .unwrap_or_else(|| panic!("nexus died: {status}{}", self.logs()))
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap();
         format!(
             "\ncwd: {}\n\nstdout:\n{}\n\nstderr:\n{}\n",
