@@ -62,6 +62,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// `max_request_body`, default 8 MiB: largest request body, in bytes.
     pub max_request_body: usize,
+    /// `max_request_bodies_total`, default 256 MiB: bytes of request bodies being received at
+    /// once, all connections together.
+    pub max_request_bodies_total: usize,
     /// `max_sessions`, default 10000: handshake-era sessions live at once.
     pub max_sessions: usize,
     /// `session_idle_timeout`, default 1 h: a session unused this long is forgotten.
@@ -76,6 +79,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_request_body: 8 * 1024 * 1024,
+            max_request_bodies_total: 256 * 1024 * 1024,
             max_sessions: 10_000,
             session_idle_timeout: Duration::from_secs(3600),
         }

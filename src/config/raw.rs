@@ -49,6 +49,8 @@ pub(crate) struct RawLimits {
     pub idle_timeout: Option<Spanned<RawDuration>>,
     /// Bytes; default 8 MiB.
     pub max_request_body: Option<Spanned<u64>>,
+    /// Bytes; default 256 MiB.
+    pub max_request_bodies_total: Option<Spanned<u64>>,
     /// Default 10000.
     pub max_sessions: Option<Spanned<u64>>,
     /// Default 1 h.

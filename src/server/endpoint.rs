@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH};
+use http::header::{ACCEPT, AUTHORIZATION};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -16,9 +15,9 @@ use tokio::sync::mpsc;
 use super::App;
 use super::answer::{self, Era};
 use super::body::{self, Body};
+use super::request_body;
 use super::session::{self, Session};
 use super::stateless;
-use crate::config::Limits;
 use crate::gateway::{Asking, Gateway, Reply, RequestContext};
 use crate::mcp::jsonrpc::{self, INVALID_REQUEST, Kind, PARSE_ERROR};
 use crate::mcp::{sse, version};
@@ -32,11 +31,12 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// POST: one JSON-RPC message (or a 2025-03-26 batch).
 pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
     let (parts, incoming) = request.into_parts();
-    let bytes = match read_body(&app.limits, &parts, incoming).await {
-        Ok(bytes) => bytes,
+    let received = match request_body::read(&app.limits, &app.bodies, &parts, incoming).await {
+        Ok(received) => received,
         Err(response) => return *response,
     };
-    let message: Value = match serde_json::from_slice(&bytes) {
+    // The body's share of `max_request_bodies_total` is held until it is parsed.
+    let message: Value = match serde_json::from_slice(&received.bytes) {
         Ok(message) => message,
         Err(error) => {
             return body::rpc_error(
@@ -65,71 +65,6 @@ pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> 
         Value::Array(batch) => post_batch(app, &session, batch, &context).await,
         message => post_one(app, session, message, context, streaming).await,
     }
-}
-
-/// The whole request body, within `max_request_body` bytes and `body_read_timeout`; else the
-/// answer to send (the connection then closes, dropping what was received).
-async fn read_body(
-    limits: &Limits,
-    request: &http::request::Parts,
-    incoming: Incoming,
-) -> Result<Bytes, Box<Response<Body>>> {
-    let closing = |response| closing(request.version, response);
-    let max = limits.max_request_body;
-    let too_large = || {
-        let message = format!(
-            "request body larger than {max} bytes, the gateway's [server.limits] max_request_body"
-        );
-        Box::new(closing(body::rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            INVALID_REQUEST,
-            message,
-        )))
-    };
-    let declared = request
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max as u64) {
-        return Err(too_large());
-    }
-    let collected = tokio::time::timeout(
-        limits.body_read_timeout,
-        Limited::new(incoming, max).collect(),
-    )
-    .await;
-    match collected {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
-        Ok(Err(error)) => Err(Box::new(closing(body::rpc_error(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            format!("request body unreadable: {error}"),
-        )))),
-        Err(_) => {
-            let seconds = limits.body_read_timeout.as_secs_f64();
-            let message = format!(
-                "request body not received within {seconds} s, the gateway's [server.limits] body_read_timeout"
-            );
-            Err(Box::new(closing(body::rpc_error(
-                StatusCode::REQUEST_TIMEOUT,
-                INVALID_REQUEST,
-                message,
-            ))))
-        }
-    }
-}
-
-/// `response` with `Connection: close` on HTTP/1: the rest of an unread body must not be
-/// taken for the next request. (HTTP/2 has no such header; the stream is reset instead.)
-fn closing(version: http::Version, mut response: Response<Body>) -> Response<Body> {
-    if version < http::Version::HTTP_2 {
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
 }
 
 async fn post_one(

@@ -9,6 +9,7 @@ mod endpoint;
 pub mod guard;
 mod held;
 mod listener;
+mod request_body;
 pub mod session;
 mod stateless;
 
@@ -46,6 +47,7 @@ pub struct App {
     metrics_path: Option<String>,
     /// `[server.limits]`, fixed at start.
     limits: config::Limits,
+    bodies: request_body::BodyBudget,
     // Swapped on reload; whether HTTPS is on at all is fixed at start (it is the listener's
     // protocol).
     tls: Option<AcceptorHandle>,
@@ -80,6 +82,7 @@ impl App {
                 .enabled
                 .then(|| config.server.metrics.path.clone()),
             limits: config.server.limits,
+            bodies: request_body::BodyBudget::new(&config.server.limits),
             tls: acceptor,
         })
     }

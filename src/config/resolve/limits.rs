@@ -12,7 +12,8 @@ impl Cx<'_> {
     pub(super) fn limits(&mut self, raw: RawLimits) -> Limits {
         let default = Limits::default();
         let key = |name: &str| format!("server.limits.{name}");
-        Limits {
+        let body_span = raw.max_request_body.as_ref().map(|value| value.span());
+        let limits = Limits {
             max_connections: self
                 .count(raw.max_connections, &key("max_connections"))
                 .unwrap_or(default.max_connections),
@@ -28,13 +29,30 @@ impl Cx<'_> {
             max_request_body: self
                 .count(raw.max_request_body, &key("max_request_body"))
                 .unwrap_or(default.max_request_body),
+            max_request_bodies_total: self
+                .count(
+                    raw.max_request_bodies_total,
+                    &key("max_request_bodies_total"),
+                )
+                .unwrap_or(default.max_request_bodies_total),
             max_sessions: self
                 .count(raw.max_sessions, &key("max_sessions"))
                 .unwrap_or(default.max_sessions),
             session_idle_timeout: self
                 .limit_duration(raw.session_idle_timeout, &key("session_idle_timeout"))
                 .unwrap_or(default.session_idle_timeout),
+        };
+        if limits.max_request_body > limits.max_request_bodies_total {
+            let message = format!(
+                "{} bytes is more than max_request_bodies_total ({}), so no such body could be received",
+                limits.max_request_body, limits.max_request_bodies_total
+            );
+            let fix = "lower max_request_body or raise max_request_bodies_total";
+            let span = body_span.unwrap_or_default();
+            self.problems
+                .push(span, &key("max_request_body"), message, fix);
         }
+        limits
     }
 
     /// A count of at least 1 (a limit of 0 would refuse everything, which is never meant).
@@ -100,6 +118,13 @@ mod tests {
         );
         assert!(
             problems[1].contains("server.limits.header_read_timeout: must be longer than zero"),
+            "{problems:?}"
+        );
+        let problems = resolve("[server.limits]\nmax_request_bodies_total = 10\n").unwrap_err();
+        assert!(
+            problems[0].contains(
+                "max_request_body: 8388608 bytes is more than max_request_bodies_total (10)"
+            ),
             "{problems:?}"
         );
         let problems = resolve("[server.limits]\nmax_body = 1\n").unwrap_err();

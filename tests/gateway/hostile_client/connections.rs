@@ -200,3 +200,45 @@ async fn an_idle_http2_connection_closes_but_a_long_stream_stays_open() {
     assert!(idle_for >= Duration::from_millis(900), "{idle_for:?}");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_received_at_once_share_one_budget() {
+    const MAX: usize = 4 * 1024 * 1024;
+    let serving = Serving::start(&format!(
+        "[server.limits]\nbody_read_timeout = \"2s\"\nmax_request_body = {MAX}\nmax_request_bodies_total = {}\n",
+        2 * MAX
+    ))
+    .await;
+    let address = address(&serving.base);
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {MAX}\r\n\r\n"
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&vec![b' '; MAX - 1]).await.unwrap();
+        stalled.push(stream);
+    }
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}})
+    .to_string();
+    let small = format!(
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\naccept: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{init}",
+        init.len()
+    );
+    // Wait until both stalled bodies hold their share: then a third body is refused.
+    let refused = crate::support::wait_for("the budget to fill", || async {
+        let (status, body) = http1(&address, &small).await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert!(refused.contains("max_request_bodies_total"), "{refused}");
+    for stream in &mut stalled {
+        let (answer, _) =
+            read_until_closed(stream, Instant::now(), Duration::from_secs(2) + SLACK).await;
+        assert!(answer.starts_with(b"HTTP/1.1 408"));
+    }
+    let (status, body) = http1(&address, &small).await;
+    assert_eq!(status, 200, "the budget is given back: {body}");
+}
