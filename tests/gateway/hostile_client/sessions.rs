@@ -65,18 +65,22 @@ async fn megabytes_of_declared_capabilities_are_not_kept() {
         let (status, ..) = raw(Method::POST, &serving.url(), mcp_headers(None), Some(&init)).await;
         assert_eq!(status, StatusCode::OK);
     }
-    // mimalloc returns freed pages after a short delay.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = status_kib(pid, "VmRSS");
+    // The parsed requests are freed at once, but mimalloc returns their pages to the system
+    // after a delay, longer on a loaded machine: look for up to 10 s.
+    let ceiling = before + 40 * 1024;
+    let mut after = status_kib(pid, "VmRSS");
+    for _ in 0..100 {
+        if after < ceiling {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = status_kib(pid, "VmRSS");
+    }
     let peak = status_kib(pid, "VmHWM");
     println!(
         "sessions: 20 with 4 MiB capabilities: RSS {before} KiB before, {after} KiB after, peak {peak} KiB"
     );
-    assert!(
-        after < before + 40 * 1024,
-        "20 sessions kept {} KiB",
-        after - before
-    );
+    assert!(after < ceiling, "20 sessions kept {} KiB", after - before);
 
     let oversized = initialize(json!({"sampling": {"bulk": "x".repeat(64 * 1024)}}));
     let (status, _, body) = raw(
