@@ -40,6 +40,50 @@ pub struct Server {
     /// `allowed_origins`: `Origin` header values accepted. Empty means: loopback origins when
     /// listening on loopback, otherwise only an origin whose host equals the `Host` header.
     pub allowed_origins: Vec<String>,
+    /// `[server.limits]`: what one client may cost the gateway.
+    pub limits: ServerLimits,
+}
+
+/// `[server.limits]`: bounds on connections, requests and sessions, so that no client (with
+/// or without a session) can exhaust memory, file descriptors or time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `max_connections`, default 1024: client connections open at once. The listener lowers
+    /// it to half the open-file limit, leaving the rest to downstreams and files.
+    pub max_connections: usize,
+    /// `header_read_timeout`, default 10 s: to receive a request's headers, counted from the
+    /// connection's start or the previous response (so also how long an idle HTTP/1.1
+    /// keep-alive connection stays open).
+    pub header_read_timeout: Duration,
+    /// `body_read_timeout`, default 30 s: to receive a request's whole body.
+    pub body_read_timeout: Duration,
+    /// `idle_timeout`, default 60 s: a connection with no request in flight (an HTTP/2 one
+    /// included) is closed after this long.
+    pub idle_timeout: Duration,
+    /// `max_request_body`, default 8 MiB: largest request body, in bytes.
+    pub max_request_body: usize,
+    /// `max_request_bodies_total`, default 256 MiB: bytes of request bodies being received at
+    /// once, all connections together.
+    pub max_request_bodies_total: usize,
+    /// `max_sessions`, default 10000: handshake-era sessions live at once.
+    pub max_sessions: usize,
+    /// `session_idle_timeout`, default 1 h: a session unused this long is forgotten.
+    pub session_idle_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_request_body: 8 * 1024 * 1024,
+            max_request_bodies_total: 256 * 1024 * 1024,
+            max_sessions: 10_000,
+            session_idle_timeout: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// `[server.health]` or `[server.metrics]`: an endpoint that can be moved or turned off.

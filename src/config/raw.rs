@@ -31,6 +31,30 @@ pub(crate) struct RawServer {
     pub metrics: Option<RawHealth>,
     /// `[server.tls]`; default plain HTTP.
     pub tls: Option<Spanned<RawServerTls>>,
+    /// `[server.limits]`; defaults in the model's `ServerLimits`.
+    pub limits: Option<RawServerLimits>,
+}
+
+/// `[server.limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawServerLimits {
+    /// Default 1024.
+    pub max_connections: Option<Spanned<u64>>,
+    /// Default 10 s.
+    pub header_read_timeout: Option<Spanned<RawDuration>>,
+    /// Default 30 s.
+    pub body_read_timeout: Option<Spanned<RawDuration>>,
+    /// Default 60 s.
+    pub idle_timeout: Option<Spanned<RawDuration>>,
+    /// Bytes; default 8 MiB.
+    pub max_request_body: Option<Spanned<RawSize>>,
+    /// Bytes; default 256 MiB.
+    pub max_request_bodies_total: Option<Spanned<RawSize>>,
+    /// Default 10000.
+    pub max_sessions: Option<Spanned<u64>>,
+    /// Default 1 h.
+    pub session_idle_timeout: Option<Spanned<RawDuration>>,
 }
 
 /// `[server.health]` and `[server.metrics]` (same keys).

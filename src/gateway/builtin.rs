@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::catalog::Catalog;
+use super::search;
 
 /// Name of the search tool.
 pub const SEARCH: &str = "search";
@@ -48,18 +49,25 @@ pub fn definitions() -> Vec<Value> {
 
 /// Runs `search` and returns a `tools/call` result (text and structured content).
 pub fn search(catalog: &Catalog, arguments: &Value) -> Result<Value, String> {
-    let keywords: Vec<String> = match arguments.get("keywords") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::String(text)) => text.split_whitespace().map(str::to_owned).collect(),
+    let keywords: Vec<&str> = match arguments.get("keywords") {
+        // Counted before collecting: a 50,000-word array is refused without copying it.
+        Some(Value::Array(items)) if items.len() > search::MAX_QUERY_TOKENS => {
+            let tokens = items.len();
+            return Err(search::QueryError::TooManyWords { tokens }.to_string());
+        }
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(text)) if text.len() > search::MAX_QUERY_BYTES => {
+            let bytes = text.len();
+            return Err(search::QueryError::TooLong { bytes }.to_string());
+        }
+        Some(Value::String(text)) => text.split_whitespace().collect(),
         _ => return Err("`search` needs `keywords`: an array of strings".into()),
     };
-    let results: Vec<Value> = catalog
+    let matches = catalog
         .search
         .search(&keywords)
+        .map_err(|error| error.to_string())?;
+    let results: Vec<Value> = matches
         .into_iter()
         .map(|(position, score)| {
             let tool = &catalog.tools[position];

@@ -16,6 +16,8 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const DOWNSTREAM_UNAVAILABLE: i64 = -32000;
 /// A downstream server did not answer in time.
 pub const DOWNSTREAM_TIMEOUT: i64 = -32001;
+/// The gateway is at one of its limits (sessions, connections); retry later.
+pub const SERVER_BUSY: i64 = -32003;
 /// A server's rate limit was reached.
 pub const RATE_LIMITED: i64 = -32029;
 /// MCP: resource not found (handshake era).
@@ -72,6 +74,21 @@ pub fn result(id: Value, result: Value) -> Value {
 /// An error response.
 pub fn error(id: Value, code: i64, message: impl Into<String>) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message.into()}})
+}
+
+/// The -32600 answer to something that is not a JSON-RPC 2.0 message: with its `id` when it
+/// has a valid one, else with a null id (as the specification asks).
+pub fn invalid_request(message: &Value) -> Value {
+    let id = message
+        .get("id")
+        .filter(|id| is_valid_id(id))
+        .cloned()
+        .unwrap_or(Value::Null);
+    error(
+        id,
+        INVALID_REQUEST,
+        "Invalid Request: not a JSON-RPC 2.0 message",
+    )
 }
 
 /// An error response with `data`.
@@ -166,6 +183,26 @@ mod tests {
         assert_eq!(kind(&json!({"jsonrpc":"2.0","id":null,"method":"x"})), None);
         assert_eq!(kind(&json!({"jsonrpc":"1.0","id":1,"method":"x"})), None);
         assert_eq!(kind(&json!([1])), None);
+    }
+
+    #[test]
+    fn invalid_requests_keep_a_valid_id_only() {
+        let answer = invalid_request(&json!({"jsonrpc": "2.0", "id": 4}));
+        assert_eq!(answer["id"], 4);
+        assert_eq!(answer["error"]["code"], INVALID_REQUEST);
+        assert_eq!(invalid_request(&json!(1))["id"], Value::Null);
+        assert_eq!(invalid_request(&json!({"id": [1]}))["id"], Value::Null);
+    }
+
+    #[test]
+    fn ids_beyond_64_bits_stay_byte_exact() {
+        let text = r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}"#;
+        let message: Value = serde_json::from_str(text).unwrap();
+        let answer = result(message["id"].clone(), json!({}));
+        assert_eq!(
+            answer.to_string(),
+            r#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"result":{}}"#
+        );
     }
 
     #[test]

@@ -24,9 +24,21 @@ pub fn is_supported(revision: &str) -> bool {
     HANDSHAKE_REVISIONS.contains(&revision)
 }
 
+/// Whether `revision` is `agreed` or older (revisions are dates, so they compare as text).
+pub fn is_within(revision: &str, agreed: &str) -> bool {
+    revision <= agreed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_serves_its_revision_and_older_ones() {
+        assert!(is_within("2025-11-25", "2025-11-25"));
+        assert!(is_within("2025-03-26", "2025-11-25"));
+        assert!(!is_within("2025-11-25", "2025-06-18"));
+    }
 
     #[test]
     fn negotiation_prefers_the_clients_known_revision() {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
@@ -16,14 +15,13 @@ use tokio::sync::mpsc;
 use super::App;
 use super::answer::{self, Era};
 use super::body::{self, Body};
-use super::session::Session;
+use super::request_body;
+use super::session::{self, Session};
 use super::stateless;
 use crate::gateway::{Asking, Gateway, Reply, RequestContext};
 use crate::mcp::jsonrpc::{self, INVALID_REQUEST, Kind, PARSE_ERROR};
 use crate::mcp::{sse, version};
 
-/// Largest request body accepted.
-const MAX_BODY: usize = 8 * 1024 * 1024;
 /// How often an idle GET stream sends a comment, so proxies and clients keep it open.
 const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(15);
 
@@ -33,17 +31,12 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 /// POST: one JSON-RPC message (or a 2025-03-26 batch).
 pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
     let (parts, incoming) = request.into_parts();
-    let bytes = match Limited::new(incoming, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
-            return body::rpc_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                INVALID_REQUEST,
-                "request body too large or unreadable",
-            );
-        }
+    let received = match request_body::read(&app.limits, &app.bodies, &parts, incoming).await {
+        Ok(received) => received,
+        Err(response) => return *response,
     };
-    let message: Value = match serde_json::from_slice(&bytes) {
+    // The body's share of `max_request_bodies_total` is held until it is parsed.
+    let message: Value = match serde_json::from_slice(&received.bytes) {
         Ok(message) => message,
         Err(error) => {
             return body::rpc_error(
@@ -92,11 +85,7 @@ async fn post_one(
             session.answer(message);
             body::empty(StatusCode::ACCEPTED)
         }
-        None => body::rpc_error(
-            StatusCode::BAD_REQUEST,
-            INVALID_REQUEST,
-            "not a JSON-RPC 2.0 message",
-        ),
+        None => body::json(StatusCode::BAD_REQUEST, &jsonrpc::invalid_request(&message)),
     }
 }
 
@@ -111,11 +100,24 @@ fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
     let agreed = version::negotiate(requested);
     let capabilities = message
         .pointer("/params/capabilities")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let session = app.sessions.create(agreed, capabilities);
-    forget_when_closed(app, &session);
+        .unwrap_or(&Value::Null);
     let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let session = match app.sessions.create(agreed, capabilities) {
+        Ok(session) => session,
+        Err(refused) => {
+            tracing::warn!(%refused, "initialize refused");
+            let (status, code) = match refused {
+                session::Refused::Full { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, jsonrpc::SERVER_BUSY)
+                }
+                session::Refused::CapabilitiesTooLarge { .. } => {
+                    (StatusCode::BAD_REQUEST, jsonrpc::INVALID_PARAMS)
+                }
+            };
+            return body::json(status, &jsonrpc::error(id, code, refused.to_string()));
+        }
+    };
+    forget_when_closed(app, &session);
     let mut response = body::json(
         StatusCode::OK,
         &jsonrpc::result(id, app.gateway.initialize_result(agreed)),
@@ -166,6 +168,19 @@ fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Box<Respon
                 INVALID_REQUEST,
                 format!(
                     "Bad Request: unsupported MCP-Protocol-Version `{version}` (supported: {supported})"
+                ),
+            )));
+        }
+        // An older revision is accepted, as the reference SDK servers do (the conformance
+        // suite's own client sends one): it asks for nothing the session did not agree to.
+        // A newer one would claim features the session never negotiated.
+        if !version::is_within(version, session.protocol_version) {
+            let agreed = session.protocol_version;
+            return Err(Box::new(body::rpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                format!(
+                    "Bad Request: MCP-Protocol-Version `{version}` is newer than `{agreed}`, the revision this session agreed in initialize; send `{agreed}` or initialize a new session"
                 ),
             )));
         }
@@ -229,6 +244,14 @@ async fn post_batch(
     batch: Vec<Value>,
     context: &RequestContext,
 ) -> Response<Body> {
+    if batch.is_empty() {
+        // JSON-RPC 2.0: an empty array is answered with one error, not with an empty batch.
+        return body::rpc_error(
+            StatusCode::BAD_REQUEST,
+            INVALID_REQUEST,
+            "Invalid Request: an empty batch",
+        );
+    }
     let mut responses = Vec::new();
     for message in batch {
         match jsonrpc::kind(&message) {
@@ -242,7 +265,8 @@ async fn post_batch(
                 });
             }
             Some(Kind::Notification) => notification(session, &message),
-            _ => {}
+            Some(Kind::Response) => session.answer(message),
+            None => responses.push(jsonrpc::invalid_request(&message)),
         }
     }
     if responses.is_empty() {

@@ -4,9 +4,12 @@
 
 mod answer;
 mod body;
+mod connection;
 mod endpoint;
 pub mod guard;
 mod held;
+mod listener;
+mod request_body;
 pub mod session;
 mod stateless;
 
@@ -17,9 +20,8 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +29,9 @@ use crate::config;
 use crate::gateway::Gateway;
 use crate::tls::server::AcceptorHandle;
 use body::Body;
+use connection::{Activity, Tracked};
 use guard::Guard;
+use listener::{AcceptBackoff, ConnectionCap};
 use session::Sessions;
 
 /// What every connection's requests are served from.
@@ -41,6 +45,9 @@ pub struct App {
     /// Cancelled at shutdown: ends `subscriptions/listen` streams, which never end by themselves.
     streams_closed: tokio_util::sync::CancellationToken,
     metrics_path: Option<String>,
+    /// `[server.limits]`, fixed at start.
+    limits: config::ServerLimits,
+    bodies: request_body::BodyBudget,
     // Swapped on reload; whether HTTPS is on at all is fixed at start (it is the listener's
     // protocol).
     tls: Option<AcceptorHandle>,
@@ -59,7 +66,7 @@ impl App {
     ) -> Arc<Self> {
         Arc::new(Self {
             gateway,
-            sessions: Sessions::default(),
+            sessions: Sessions::new(&config.server.limits),
             held: held::HeldCalls::default(),
             guard: arc_swap::ArcSwap::from_pointee(Guard::new(&config.server)),
             mcp_path: config.mcp.enabled.then(|| config.mcp.path.clone()),
@@ -74,6 +81,8 @@ impl App {
                 .metrics
                 .enabled
                 .then(|| config.server.metrics.path.clone()),
+            limits: config.server.limits,
+            bodies: request_body::BodyBudget::new(&config.server.limits),
             tls: acceptor,
         })
     }
@@ -92,6 +101,9 @@ impl App {
             tracing::warn!(
                 "[mcp] path/enabled or [server.health] changed: restart the gateway to apply"
             );
+        }
+        if self.limits != config.server.limits {
+            tracing::warn!("[server.limits] changed: restart the gateway to apply");
         }
     }
 
@@ -133,6 +145,15 @@ impl App {
         if let Some(ClientSubject(subject)) = request.extensions().get::<ClientSubject>() {
             tracing::info!(client = %subject, method = %request.method(), path, "request");
         }
+        // Before any route: `/health` and `/metrics` must not be readable through a rebound name.
+        if let Err(refused) = self.guard.load().check(request.uri(), request.headers()) {
+            tracing::warn!(%refused, "request refused");
+            return Ok(body::rpc_error(
+                StatusCode::FORBIDDEN,
+                crate::mcp::jsonrpc::INVALID_REQUEST,
+                refused.to_string(),
+            ));
+        }
         if self.health_path.as_deref() == Some(path) && request.method() == Method::GET {
             return Ok(endpoint::health(&self));
         }
@@ -141,14 +162,6 @@ impl App {
         }
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
-        }
-        if let Err(refused) = self.guard.load().check(request.headers()) {
-            tracing::warn!(%refused, "request refused");
-            return Ok(body::rpc_error(
-                StatusCode::FORBIDDEN,
-                crate::mcp::jsonrpc::INVALID_REQUEST,
-                refused.to_string(),
-            ));
         }
         let response = match *request.method() {
             Method::POST => endpoint::post(&self, request).await,
@@ -174,54 +187,56 @@ pub async fn run(
     shutdown: CancellationToken,
     drain: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = http_builder(&app.limits);
+    let mut cap = ConnectionCap::new(app.limits.max_connections);
+    let mut backoff = AcceptBackoff::default();
     let expiry = tokio::spawn(expire_sessions(app.clone(), shutdown.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    let pause = backoff.failed(&error);
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => continue,
+                        () = shutdown.cancelled() => break,
+                    }
                 }
             },
             _ = shutdown.cancelled() => break,
         };
-        // Nagle plus delayed ACK would hold small responses for ~40 ms.
-        let _ = stream.set_nodelay(true);
-        let Some(acceptor) = &app.tls else {
-            let watcher = graceful.watcher();
-            serve_connection(
-                &builder,
-                watcher,
-                app.clone(),
-                TokioIo::new(stream),
-                None,
-                peer,
-            );
+        backoff.succeeded();
+        let Some(permit) = cap.admit() else {
+            listener::refuse(stream, app.tls.is_none());
             continue;
         };
-        let acceptor = acceptor.load_full();
-        // Watched from before the handshake, so a drain waits for it too.
-        let (app, builder, watcher) = (app.clone(), builder.clone(), graceful.watcher());
+        // Nagle plus delayed ACK would hold small responses for ~40 ms.
+        let _ = stream.set_nodelay(true);
+        let (app, builder, shutdown) = (app.clone(), builder.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let Some((stream, subject)) = accept_tls(&acceptor, stream, peer).await else {
-                return;
-            };
-            serve_connection(&builder, watcher, app, TokioIo::new(stream), subject, peer);
+            let _permit = permit;
+            match app.tls.as_ref().map(|acceptor| acceptor.load_full()) {
+                None => serve_connection(&builder, &shutdown, app, stream, None, peer).await,
+                Some(acceptor) => {
+                    let handshake =
+                        accept_tls(&acceptor, stream, peer, app.limits.header_read_timeout);
+                    let accepted = tokio::select! {
+                        accepted = handshake => accepted,
+                        () = shutdown.cancelled() => None,
+                    };
+                    let Some((stream, subject)) = accepted else {
+                        return;
+                    };
+                    serve_connection(&builder, &shutdown, app, stream, subject, peer).await;
+                }
+            }
         });
     }
     expiry.abort();
     // Notification streams never end by themselves: close them so their connections can drain.
     app.sessions.close_all();
     app.streams_closed.cancel();
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(drain, cap.drained()).await.is_err() {
         tracing::warn!(
             seconds = drain.as_secs(),
             "requests still in flight after the drain deadline; closing them"
@@ -231,31 +246,51 @@ pub async fn run(
 
 type Builder = auto::Builder<TokioExecutor>;
 
-fn serve_connection<I>(
+/// Largest request head (HTTP/1.1 read buffer) or header list (HTTP/2) accepted, in bytes.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+fn http_builder(limits: &config::ServerLimits) -> Builder {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+}
+
+async fn serve_connection<I>(
     builder: &Builder,
-    watcher: hyper_util::server::graceful::Watcher,
+    shutdown: &CancellationToken,
     app: Arc<App>,
-    io: TokioIo<I>,
+    io: I,
     subject: Option<ClientSubject>,
     peer: std::net::SocketAddr,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Activity::new();
+    let limits = app.limits;
+    let requests = activity.clone();
     let service = service_fn(move |mut request: Request<Incoming>| {
+        let in_flight = requests.begin();
         if let Some(subject) = &subject {
             request.extensions_mut().insert(subject.clone());
         }
-        app.clone().route(request)
-    });
-    let connection = builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
-    let connection = watcher.watch(connection);
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%peer, %error, "connection ended with an error");
+        let app = app.clone();
+        async move {
+            let response = app.route(request).await?;
+            Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }
     });
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    connection::supervise(connection, activity, limits, shutdown.clone(), peer).await;
 }
 
 /// The server side of the handshake; the verified client subject when client certificates are
@@ -264,14 +299,14 @@ async fn accept_tls(
     acceptor: &openssl::ssl::SslAcceptor,
     stream: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
+    timeout: Duration,
 ) -> Option<(
     tokio_openssl::SslStream<tokio::net::TcpStream>,
     Option<ClientSubject>,
 )> {
     let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
     let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
-    let accepted =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, std::pin::Pin::new(&mut stream).accept()).await;
+    let accepted = tokio::time::timeout(timeout, std::pin::Pin::new(&mut stream).accept()).await;
     match accepted {
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
@@ -295,11 +330,11 @@ async fn accept_tls(
     Some((stream, subject))
 }
 
-/// How long a client may take to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 async fn expire_sessions(app: Arc<App>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    // Often enough that a session outlives its idle limit by at most half of it.
+    let period = (app.limits.session_idle_timeout / 2)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(period);
     while tokio::select! { _ = tick.tick() => true, _ = shutdown.cancelled() => false } {
         app.sessions.expire_idle();
     }

@@ -6,17 +6,42 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ServerLimits;
 use crate::downstream::ServerRequest;
 
-/// Sessions idle this long are forgotten (clients re-initialize on 404).
-pub const IDLE_LIMIT: Duration = Duration::from_secs(3600);
+/// The client capabilities a session keeps: the ones that decide which downstream requests it
+/// may be sent. Anything else the client declares is not stored.
+const KEPT_CAPABILITIES: [&str; 3] = ["sampling", "elicitation", "roots"];
+/// Most bytes (as JSON) of kept capabilities per session; real clients send under 200.
+pub const MAX_CAPABILITIES_BYTES: usize = 16 * 1024;
+
+/// Why `initialize` did not get a session.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// `max_sessions` sessions are live.
+    #[error(
+        "the gateway holds {max} sessions, its [server.limits] max_sessions; end unused sessions (DELETE) or retry later"
+    )]
+    Full {
+        /// The limit.
+        max: usize,
+    },
+    /// The client's sampling/elicitation/roots capabilities are implausibly large.
+    #[error(
+        "the client's sampling, elicitation and roots capabilities take {bytes} bytes, more than the {MAX_CAPABILITIES_BYTES} a session keeps"
+    )]
+    CapabilitiesTooLarge {
+        /// Their size as JSON.
+        bytes: usize,
+    },
+}
 
 /// One client session.
 pub struct Session {
@@ -24,8 +49,8 @@ pub struct Session {
     pub id: Arc<str>,
     /// The revision agreed in `initialize`.
     pub protocol_version: &'static str,
-    /// The `capabilities` the client declared in `initialize`: which downstream requests
-    /// (sampling, elicitation, roots) it may be sent.
+    /// Of the `capabilities` the client declared in `initialize`, the ones that say which
+    /// downstream requests it may be sent ([`KEPT_CAPABILITIES`]).
     capabilities: Value,
     // Gateway-minted request id (as JSON text) -> the downstream request it stands for.
     asked: Mutex<HashMap<String, ServerRequest>>,
@@ -115,13 +140,7 @@ impl Session {
     /// The declared capabilities the gateway can relay to a stateless downstream (which then
     /// asks through `input_required` results): sampling, elicitation and roots.
     pub fn relayable_capabilities(&self) -> Value {
-        let relayable = ["sampling", "elicitation", "roots"]
-            .into_iter()
-            .filter_map(|name| {
-                let capability = self.capabilities.get(name)?;
-                Some((name.to_owned(), capability.clone()))
-            });
-        Value::Object(relayable.collect())
+        self.capabilities.clone()
     }
 
     /// Forwards a downstream's request to this client: returns it with an id minted for the
@@ -166,17 +185,55 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Every live session.
-#[derive(Default)]
 pub struct Sessions {
     map: DashMap<String, Arc<Session>>,
+    // Counted apart from the map so that concurrent `initialize`s cannot overshoot the limit.
+    live: AtomicUsize,
+    max: usize,
+    idle_limit: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self::new(&ServerLimits::default())
+    }
 }
 
 impl Sessions {
-    /// Creates a session for a client that agreed on `protocol_version`.
-    pub fn create(&self, protocol_version: &'static str, capabilities: Value) -> Arc<Session> {
-        let session = Arc::new(Session::new(protocol_version, capabilities));
+    /// An empty store bounded by `max_sessions` and `session_idle_timeout`.
+    pub fn new(limits: &ServerLimits) -> Self {
+        Self {
+            map: DashMap::new(),
+            live: AtomicUsize::new(0),
+            max: limits.max_sessions,
+            idle_limit: limits.session_idle_timeout,
+        }
+    }
+
+    /// Creates a session for a client that agreed on `protocol_version` and declared
+    /// `capabilities` (of which only [`KEPT_CAPABILITIES`] are kept).
+    pub fn create(
+        &self,
+        protocol_version: &'static str,
+        capabilities: &Value,
+    ) -> Result<Arc<Session>, Refused> {
+        let kept: serde_json::Map<String, Value> = KEPT_CAPABILITIES
+            .into_iter()
+            .filter_map(|name| Some((name.to_owned(), capabilities.get(name)?.clone())))
+            .collect();
+        let kept = Value::Object(kept);
+        let bytes = serde_json::to_vec(&kept).map_or(0, |json| json.len());
+        if bytes > MAX_CAPABILITIES_BYTES {
+            return Err(Refused::CapabilitiesTooLarge { bytes });
+        }
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                (live < self.max).then_some(live + 1)
+            })
+            .map_err(|_| Refused::Full { max: self.max })?;
+        let session = Arc::new(Session::new(protocol_version, kept));
         self.map.insert(session.id.to_string(), session.clone());
-        session
+        Ok(session)
     }
 
     /// Finds a session and marks it used.
@@ -190,6 +247,7 @@ impl Sessions {
     pub fn remove(&self, id: &str) -> bool {
         match self.map.remove(id) {
             Some((_, session)) => {
+                self.live.fetch_sub(1, Ordering::AcqRel);
                 session.closed.cancel();
                 true
             }
@@ -197,12 +255,13 @@ impl Sessions {
         }
     }
 
-    /// Ends sessions idle longer than [`IDLE_LIMIT`].
+    /// Ends sessions idle longer than `session_idle_timeout`.
     pub fn expire_idle(&self) {
-        let cutoff = now().saturating_sub(IDLE_LIMIT.as_secs());
+        let cutoff = now().saturating_sub(self.idle_limit.as_secs());
         self.map.retain(|_, session| {
             let keep = session.last_seen.load(Ordering::Relaxed) >= cutoff;
             if !keep {
+                self.live.fetch_sub(1, Ordering::AcqRel);
                 session.closed.cancel();
             }
             keep
@@ -244,7 +303,7 @@ mod tests {
     #[test]
     fn cancel_fires_the_tracked_token() {
         let sessions = Sessions::default();
-        let session = sessions.create("2025-11-25", Value::Null);
+        let session = sessions.create("2025-11-25", &Value::Null).unwrap();
         let token = session.track(&json!(7));
         session.cancel(&json!(7));
         assert!(token.is_cancelled());
@@ -257,7 +316,7 @@ mod tests {
     #[test]
     fn shutdown_ends_streams_but_not_requests_in_flight() {
         let sessions = Sessions::default();
-        let session = sessions.create("2025-11-25", Value::Null);
+        let session = sessions.create("2025-11-25", &Value::Null).unwrap();
         let request = session.track(&json!(1));
         sessions.close_all();
         assert!(session.streams_closed().is_cancelled());
@@ -281,5 +340,42 @@ mod tests {
         assert!(!session.wants(&log("info")));
         assert!(session.wants(&log("error")));
         assert!(session.wants(&json!({"method": "notifications/tools/list_changed"})));
+    }
+
+    #[test]
+    fn the_count_is_capped_and_freed_by_ending_a_session() {
+        let limits = ServerLimits {
+            max_sessions: 2,
+            ..ServerLimits::default()
+        };
+        let sessions = Sessions::new(&limits);
+        let first = sessions.create("2025-11-25", &json!({})).unwrap();
+        sessions.create("2025-11-25", &json!({})).unwrap();
+        assert_eq!(
+            sessions.create("2025-11-25", &json!({})).err(),
+            Some(Refused::Full { max: 2 })
+        );
+        assert!(sessions.remove(&first.id));
+        assert!(sessions.create("2025-11-25", &json!({})).is_ok());
+    }
+
+    #[test]
+    fn only_the_capabilities_in_use_are_kept_and_they_are_bounded() {
+        let sessions = Sessions::default();
+        let declared = json!({
+            "sampling": {}, "roots": {"listChanged": true},
+            "experimental": {"blob": "x".repeat(1 << 20)},
+        });
+        let session = sessions.create("2025-11-25", &declared).unwrap();
+        assert_eq!(
+            session.relayable_capabilities(),
+            json!({"sampling": {}, "roots": {"listChanged": true}})
+        );
+        let huge = json!({"sampling": {"blob": "x".repeat(MAX_CAPABILITIES_BYTES)}});
+        assert!(matches!(
+            sessions.create("2025-11-25", &huge),
+            Err(Refused::CapabilitiesTooLarge { .. })
+        ));
+        assert_eq!(sessions.len(), 1, "a refused session is not counted");
     }
 }

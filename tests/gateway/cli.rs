@@ -43,7 +43,21 @@ impl TestDir {
 
     /// `nexus ARGS` in this dir, with no NEXUS_* variables from the test's environment.
     fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"));
+        self.command_under(&[], args)
+    }
+
+    /// [`Self::command`] run by `launcher` (a program and its arguments, e.g. `prlimit ... --`),
+    /// which must exec nexus in its own process.
+    fn command_under(&self, launcher: &[&str], args: &[&str]) -> std::process::Command {
+        let nexus = env!("CARGO_BIN_EXE_nexus");
+        let mut command = match launcher.split_first() {
+            None => std::process::Command::new(nexus),
+            Some((program, options)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(options).arg(nexus);
+                command
+            }
+        };
         command.args(args).current_dir(self.path());
         for name in NEXUS_ENV {
             command.env_remove(name);
@@ -198,21 +212,31 @@ fn serve_exits_78_on_a_configuration_error() {
 pub(crate) struct Serving {
     dir: TestDir,
     child: tokio::process::Child,
-    base: String,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) base: String,
 }
 
 impl Serving {
     pub(crate) async fn start(config: &str) -> Self {
-        Self::start_with_env(config, &[]).await
+        Self::launch(&[], config, &[]).await
     }
 
     /// Starts it with `env` added to its environment, and waits until it is healthy.
     pub(crate) async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch(&[], config, env).await
+    }
+
+    /// [`Self::start`] through `launcher` (see [`TestDir::command_under`]).
+    pub(crate) async fn start_under(launcher: &[&str], config: &str) -> Self {
+        Self::launch(launcher, config, &[]).await
+    }
+
+    async fn launch(launcher: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
         let dir = TestDir::new();
         dir.config(config);
         let port = free_port().await;
         let listen = format!("127.0.0.1:{port}");
-        let mut command = dir.command(&["--config", "nexus.toml", "-l", &listen]);
+        let mut command = dir.command_under(launcher, &["--config", "nexus.toml", "-l", &listen]);
         command.envs(env.iter().copied());
         command
             .stdin(Stdio::null())
@@ -266,7 +290,7 @@ impl Serving {
         &self.base
     }
 
-    /// The process id.
+    /// The gateway's process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id().expect("nexus already reaped")
     }

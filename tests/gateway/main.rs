@@ -5,6 +5,7 @@ mod conformance;
 mod eras;
 mod everything;
 mod hostile;
+mod hostile_client;
 mod hsm;
 mod inspector;
 #[path = "../pkcs11_support/mod.rs"]

@@ -261,10 +261,15 @@ pub struct RawSession {
 }
 
 impl RawSession {
-    /// `initialize` + `notifications/initialized`.
+    /// `initialize` + `notifications/initialized`, at 2025-11-25.
     pub async fn open(url: &str) -> Self {
+        Self::open_at(url, "2025-11-25").await
+    }
+
+    /// [`Self::open`] at `version`.
+    pub async fn open_at(url: &str, version: &str) -> Self {
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+            "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
         let (status, headers, body) = raw(Method::POST, url, mcp_headers(None), Some(&init)).await;
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         let id = headers["mcp-session-id"].to_str().unwrap().to_owned();
@@ -272,9 +277,10 @@ impl RawSession {
             url: url.to_owned(),
             id,
         };
-        let (status, ..) = session
-            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
+        let mut headers = mcp_headers(Some(&session.id));
+        headers.insert("mcp-protocol-version", version.parse().unwrap());
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let (status, ..) = raw(Method::POST, url, headers, Some(&initialized)).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         session
     }

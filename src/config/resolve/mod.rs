@@ -7,6 +7,7 @@
 
 mod downstream;
 mod files;
+mod limits;
 mod server;
 mod tls;
 
