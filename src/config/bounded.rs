@@ -3,7 +3,7 @@
 //!
 //! A FIFO named as a file would block `nexus check` on open until some writer appears, and
 //! `/dev/zero` would be read until memory runs out. Each file is opened with `O_NONBLOCK` (so a
-//! FIFO's open returns at once), its type and size are checked on the open descriptor (so nothing
+//! FIFO's open returns at once) and `O_NOCTTY`, its type and size are checked on the open descriptor (so nothing
 //! swapped in after a `stat` slips through), and it is read through a reader that stops one byte
 //! past the cap (so a file that grows while read is still refused).
 
@@ -109,7 +109,8 @@ pub(crate) fn explain(error: &io::Error) -> String {
 pub(crate) fn open(path: &Path, kind: Kind) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(OFlag::O_NONBLOCK.bits())
+        // O_NOCTTY: a terminal named as a file must not become the gateway's controlling one.
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
         .open(path)?;
     let meta = file.metadata()?;
     let file_type = meta.file_type();
