@@ -130,6 +130,7 @@ impl<'a> Problems<'a> {
             return;
         }
         let message = self.redact(&span, message);
+        let fix = self.redact_fix(fix);
         let (line, column) = self.locate(span.start);
         self.list.push(Problem {
             file: self.file.to_path_buf(),
@@ -137,7 +138,7 @@ impl<'a> Problems<'a> {
             column,
             key: key.to_string(),
             message,
-            fix: fix.to_string(),
+            fix,
         });
     }
 
@@ -187,22 +188,9 @@ impl<'a> Problems<'a> {
     /// shown as written (`invalid socket address `{{ env.ADDR }}``), and a message that still
     /// shows part of one is replaced by a generic one naming where the value came from. Any
     /// message is checked, not only those at a templated value: a cross-key rule may quote it.
-    fn redact(&self, span: &Range<usize>, mut message: String) -> String {
-        for value in &self.templated {
-            // A short value could match unrelated text; the check below catches it instead.
-            if value.expanded.chars().count() < LONG_ENOUGH {
-                continue;
-            }
-            let escaped = value.expanded.escape_debug().to_string();
-            message = message
-                .replace(&value.expanded, &value.written)
-                .replace(&escaped, &value.written);
-        }
-        let leaked: Vec<&Templated> = self
-            .templated
-            .iter()
-            .filter(|value| value.substituted.iter().any(|s| shows(&message, &s.value)))
-            .collect();
+    fn redact(&self, span: &Range<usize>, message: String) -> String {
+        let message = self.as_written(message);
+        let leaked = self.leaked(&message);
         if leaked.is_empty() {
             return message;
         }
@@ -210,26 +198,44 @@ impl<'a> Problems<'a> {
             .templated
             .iter()
             .find(|value| value.span.start <= span.start && span.end <= value.span.end);
-        let blamed = here.into_iter().chain(leaked.iter().copied());
-        let mut sources: Vec<&str> = blamed
-            .flat_map(|value| value.substituted.iter().map(|s| s.source.as_str()))
-            .collect();
-        sources.sort_unstable();
-        sources.dedup();
         let expected = message
             .rfind("expected ")
             .map(|at| message[at..].trim_end_matches(')'))
-            .filter(|tail| {
-                !leaked
-                    .iter()
-                    .any(|v| v.substituted.iter().any(|s| shows(tail, &s.value)))
-            })
+            .filter(|tail| self.leaked(tail).is_empty())
             .map(|tail| format!(" ({tail})"))
             .unwrap_or_default();
-        format!(
-            "the value from {} is not valid here{expected}",
-            sources.join(", ")
-        )
+        let sources = sources(here.into_iter().chain(leaked));
+        format!("the value from {sources} is not valid here{expected}")
+    }
+
+    /// Like [`Self::redact`], for the fix.
+    fn redact_fix(&self, fix: &str) -> String {
+        let fix = self.as_written(fix.to_string());
+        match self.leaked(&fix) {
+            leaked if leaked.is_empty() => fix,
+            leaked => format!("fix the value of {}", sources(leaked.into_iter())),
+        }
+    }
+
+    /// `text` with each expanded value it quotes shown as written.
+    fn as_written(&self, mut text: String) -> String {
+        for value in &self.templated {
+            // A short value could match unrelated text; `leaked` catches it instead.
+            if value.expanded.chars().count() < LONG_ENOUGH {
+                continue;
+            }
+            let escaped = value.expanded.escape_debug().to_string();
+            text = text
+                .replace(&value.expanded, &value.written)
+                .replace(&escaped, &value.written);
+        }
+        text
+    }
+
+    /// The templated values `text` shows a part of.
+    fn leaked(&self, text: &str) -> Vec<&Templated> {
+        let shown = |value: &&Templated| value.substituted.iter().any(|s| shows(text, &s.value));
+        self.templated.iter().filter(shown).collect()
     }
 
     /// Records a serde error, rewording serde's phrasing into the user's terms (keys, values).
@@ -263,6 +269,16 @@ impl<'a> Problems<'a> {
         let line = before.matches('\n').count() + 1;
         (line, before[line_start..].chars().count() + 1)
     }
+}
+
+/// `env.A, credential.B`: where the values came from.
+fn sources<'t>(values: impl Iterator<Item = &'t Templated>) -> String {
+    let mut sources: Vec<&str> = values
+        .flat_map(|value| value.substituted.iter().map(|s| s.source.as_str()))
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    sources.join(", ")
 }
 
 /// Characters of a secret that, shown, count as showing it.
