@@ -12,20 +12,17 @@ const WRONG: &str = "wrong-staple-42";
 /// A self-signed certificate and its key, encrypted with `password`, made by `openssl`.
 fn pair(dir: &Path, name: &str, password: &str) {
     let status = Command::new("openssl")
+        .args("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2".split(' '))
         .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
+            "-subj",
+            &format!("/CN={name}"),
+            "-passout",
+            &format!("pass:{password}"),
         ])
-        .args(["-days", "2", "-subj", &format!("/CN={name}")])
         .arg("-keyout")
         .arg(dir.join(format!("{name}.key")))
         .arg("-out")
         .arg(dir.join(format!("{name}.pem")))
-        .args(["-passout", &format!("pass:{password}")])
         .stderr(std::process::Stdio::null())
         .status()
         .expect("run openssl");
