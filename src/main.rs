@@ -36,25 +36,37 @@ fn main() -> ExitCode {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match config::check_without_credentials(path) {
-        Ok((config, unchecked)) => {
-            let note = if unchecked {
-                "; credentials not visible here, not checked"
-            } else {
-                ""
-            };
-            println!(
-                "{}: OK ({} servers{note})",
-                path.display(),
-                config.mcp.servers.len()
-            );
-            ExitCode::SUCCESS
-        }
+    let (config, unchecked) = match config::check_without_credentials(path) {
+        Ok(checked) => checked,
         Err(error) => {
             journal::eprint_error(&error.to_string());
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    // Hidden credentials may hold the passwords and PINs the material needs (see
+    // `check_without_credentials`); the gateway checks it again when it reloads.
+    let refused = if unchecked {
+        Vec::new()
+    } else {
+        nexus::tls::material::check(&config)
+    };
+    if !refused.is_empty() {
+        for problem in &refused {
+            journal::eprint_error(&format!("{}: {problem}", path.display()));
+        }
+        return ExitCode::FAILURE;
     }
+    let note = if unchecked {
+        "; credentials not visible here, not checked"
+    } else {
+        ""
+    };
+    println!(
+        "{}: OK ({} servers{note})",
+        path.display(),
+        config.mcp.servers.len()
+    );
+    ExitCode::SUCCESS
 }
 
 /// `nexus pkcs11 list`: `--module`/`--pin-file` win over the `[pkcs11]` table of `--config`.

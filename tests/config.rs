@@ -10,7 +10,15 @@ use nexus::config::{
 };
 use secrecy::ExposeSecret;
 
+#[path = "config/hostile_files.rs"]
+mod hostile_files;
+#[path = "config/run.rs"]
+mod run;
 mod seed;
+#[path = "config/templated_secrets.rs"]
+mod templated_secrets;
+#[path = "config/tls_material.rs"]
+mod tls_material;
 
 fn no_env(_: &str) -> Option<String> {
     None

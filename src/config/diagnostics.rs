@@ -8,11 +8,13 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use super::template::Substitution;
+
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}; check the path and its permissions", path.display())]
+    #[error("cannot read {}: {}", path.display(), super::bounded::explain(source))]
     Unreadable {
         /// The file named by the caller.
         path: PathBuf,
@@ -93,6 +95,18 @@ pub(crate) struct Problems<'a> {
     /// Spans of values that referenced an unset variable. Their text was expanded with the
     /// variable empty, so anything else wrong with them is a consequence already reported.
     unset: Vec<Range<usize>>,
+    /// Values with something put in for a placeholder: no message may show what was put in.
+    templated: Vec<Templated>,
+}
+
+/// A string value after `{{ env.X }}` / `{{ credential.X }}` expansion.
+struct Templated {
+    span: Range<usize>,
+    /// As written in the file, placeholders and all.
+    written: String,
+    /// After expansion.
+    expanded: String,
+    substituted: Vec<Substitution>,
 }
 
 impl<'a> Problems<'a> {
@@ -102,6 +116,7 @@ impl<'a> Problems<'a> {
             text,
             list: Vec::new(),
             unset: Vec::new(),
+            templated: Vec::new(),
         }
     }
 
@@ -114,6 +129,8 @@ impl<'a> Problems<'a> {
         {
             return;
         }
+        let message = self.redact(&span, message);
+        let fix = self.redact_fix(fix);
         let (line, column) = self.locate(span.start);
         self.list.push(Problem {
             file: self.file.to_path_buf(),
@@ -121,7 +138,7 @@ impl<'a> Problems<'a> {
             column,
             key: key.to_string(),
             message,
-            fix: fix.to_string(),
+            fix,
         });
     }
 
@@ -148,6 +165,77 @@ impl<'a> Problems<'a> {
     ) {
         self.push(span.clone(), key, message, fix);
         self.unset.push(span);
+    }
+
+    /// Records that the value at `span`, written as `written`, expanded to `expanded` by putting
+    /// in `substituted`.
+    pub(crate) fn templated(
+        &mut self,
+        span: Range<usize>,
+        written: &str,
+        expanded: &str,
+        substituted: Vec<Substitution>,
+    ) {
+        self.templated.push(Templated {
+            span,
+            written: written.to_string(),
+            expanded: expanded.to_string(),
+            substituted,
+        });
+    }
+
+    /// `message` without any value put in for a placeholder: an expanded value it quotes is
+    /// shown as written (`invalid socket address `{{ env.ADDR }}``), and a message that still
+    /// shows part of one is replaced by a generic one naming where the value came from. Any
+    /// message is checked, not only those at a templated value: a cross-key rule may quote it.
+    fn redact(&self, span: &Range<usize>, message: String) -> String {
+        let message = self.as_written(message);
+        let leaked = self.leaked(&message);
+        if leaked.is_empty() {
+            return message;
+        }
+        let here = self
+            .templated
+            .iter()
+            .find(|value| value.span.start <= span.start && span.end <= value.span.end);
+        let expected = message
+            .rfind("expected ")
+            .map(|at| message[at..].trim_end_matches(')'))
+            .filter(|tail| self.leaked(tail).is_empty())
+            .map(|tail| format!(" ({tail})"))
+            .unwrap_or_default();
+        let sources = sources(here.into_iter().chain(leaked));
+        format!("the value from {sources} is not valid here{expected}")
+    }
+
+    /// Like [`Self::redact`], for the fix.
+    fn redact_fix(&self, fix: &str) -> String {
+        let fix = self.as_written(fix.to_string());
+        match self.leaked(&fix) {
+            leaked if leaked.is_empty() => fix,
+            leaked => format!("fix the value of {}", sources(leaked.into_iter())),
+        }
+    }
+
+    /// `text` with each expanded value it quotes shown as written.
+    fn as_written(&self, mut text: String) -> String {
+        for value in &self.templated {
+            // A short value could match unrelated text; `leaked` catches it instead.
+            if value.expanded.chars().count() < LONG_ENOUGH {
+                continue;
+            }
+            let escaped = value.expanded.escape_debug().to_string();
+            text = text
+                .replace(&value.expanded, &value.written)
+                .replace(&escaped, &value.written);
+        }
+        text
+    }
+
+    /// The templated values `text` shows a part of.
+    fn leaked(&self, text: &str) -> Vec<&Templated> {
+        let shown = |value: &&Templated| value.substituted.iter().any(|s| shows(text, &s.value));
+        self.templated.iter().filter(shown).collect()
     }
 
     /// Records a serde error, rewording serde's phrasing into the user's terms (keys, values).
@@ -181,6 +269,33 @@ impl<'a> Problems<'a> {
         let line = before.matches('\n').count() + 1;
         (line, before[line_start..].chars().count() + 1)
     }
+}
+
+/// `env.A, credential.B`: where the values came from.
+fn sources<'t>(values: impl Iterator<Item = &'t Templated>) -> String {
+    let mut sources: Vec<&str> = values
+        .flat_map(|value| value.substituted.iter().map(|s| s.source.as_str()))
+        .collect();
+    sources.sort_unstable();
+    sources.dedup();
+    sources.join(", ")
+}
+
+/// Characters of a secret that, shown, count as showing it.
+const LONG_ENOUGH: usize = 6;
+
+/// Whether `message` shows `secret` or a part of it long enough to matter ([`LONG_ENOUGH`]
+/// characters, or all of a shorter one), as written or as escaped in a quoted string.
+fn shows(message: &str, secret: &str) -> bool {
+    [secret.to_string(), secret.escape_debug().to_string()]
+        .iter()
+        .any(|form| {
+            let chars: Vec<char> = form.chars().collect();
+            !chars.is_empty()
+                && chars
+                    .windows(chars.len().min(LONG_ENOUGH))
+                    .any(|part| message.contains(&part.iter().collect::<String>()))
+        })
 }
 
 /// Maps a serde message to (message, fix). `key` is the path of the failing value.
@@ -265,6 +380,71 @@ mod tests {
             "invalid type: integer `1234`, expected a string",
         );
         assert_eq!(m, "must be a string");
+    }
+
+    fn substitution(source: &str, value: &str) -> Substitution {
+        Substitution {
+            source: source.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn an_expanded_value_is_shown_as_written() {
+        let mut p = problems("a = \"{{ env.ADDR }}\"\n");
+        let secret = "sk-live-0123456789";
+        p.templated(
+            4..19,
+            "{{ env.ADDR }}",
+            secret,
+            vec![substitution("env.ADDR", secret)],
+        );
+        p.push(
+            4..19,
+            "a",
+            format!("invalid socket address `{secret}`"),
+            "fix",
+        );
+        assert_eq!(p.list[0].message, "invalid socket address `{{ env.ADDR }}`");
+    }
+
+    #[test]
+    fn a_message_showing_part_of_a_secret_is_replaced() {
+        let mut p = problems("url = \"https://{{ env.T }}@h\"\n");
+        let secret = "tok\"en-0123456789";
+        let expanded = format!("https://{secret}@h");
+        p.templated(
+            6..28,
+            "https://{{ env.T }}@h",
+            &expanded,
+            vec![substitution("env.T", secret)],
+        );
+        // A quoted part of the value, escaped as serde quotes strings.
+        let message = format!(
+            "invalid host \"{}\", expected a URL",
+            &secret.escape_debug().to_string()[..9]
+        );
+        p.push(6..28, "url", message, "fix");
+        assert_eq!(
+            p.list[0].message,
+            "the value from env.T is not valid here (expected a URL)"
+        );
+        // Elsewhere in the file too.
+        p.push(0..1, "x", "short tok\\\"en-0 here".into(), "fix");
+        assert_eq!(p.list[1].message, "the value from env.T is not valid here");
+    }
+
+    #[test]
+    fn a_short_secret_is_never_shown_either() {
+        let mut p = problems("a = \"{{ env.P }}\"\n");
+        p.templated(
+            4..15,
+            "{{ env.P }}",
+            "x9",
+            vec![substitution("env.P", "x9")],
+        );
+        p.push(4..15, "a", "invalid socket address `x9`".into(), "fix");
+        assert_eq!(p.list[0].message, "the value from env.P is not valid here");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! Every problem is collected before failing, so [`ConfigError`] lists them all, each with file,
 //! `line:col`, key path, what is wrong and what to do. Secret values never appear in a message.
 
+pub(crate) mod bounded;
 mod diagnostics;
 pub mod model;
 mod raw;
@@ -23,11 +24,15 @@ pub use model::*;
 /// Reads and resolves the configuration at `path`, expanding `{{ env.X }}` from the process
 /// environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+    parse(&read(path)?, path, &|name| std::env::var(name).ok())
+}
+
+/// The text of the configuration file: a regular file of at most 1 MiB.
+fn read(path: &Path) -> Result<String, ConfigError> {
+    bounded::read_to_string(path, bounded::Kind::Config).map_err(|source| ConfigError::Unreadable {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse(&text, path, &|name| std::env::var(name).ok())
+    })
 }
 
 /// Like [`load`], for `nexus check` run by the unit's `ExecReload=`: when `$CREDENTIALS_DIRECTORY`
@@ -42,10 +47,7 @@ pub fn check_without_credentials(path: &Path) -> Result<(Config, bool), ConfigEr
     if !hidden {
         return load(path).map(|config| (config, false));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read(path)?;
     let env = |name: &str| match name {
         template::UNCHECKED_CREDENTIALS => Some(String::new()),
         _ => std::env::var(name).ok(),

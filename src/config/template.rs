@@ -12,13 +12,13 @@
 //! the value is expanded with the variable empty, and [`Problems`] treats anything else wrong
 //! with that value as a follow-on of the unset variable.
 
-use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::bounded;
 use super::diagnostics::Problems;
 
 /// Looks up an environment variable; injected so tests never touch the process environment.
@@ -69,7 +69,10 @@ fn expand_value(
     let span = value.span();
     match value.get_mut() {
         DeValue::String(text) if text.contains("{{") => {
-            let (expanded, flaws) = expand(text, env);
+            let (expanded, flaws, substituted) = expand(text, env);
+            if !substituted.is_empty() {
+                problems.templated(span.clone(), text, &expanded, substituted);
+            }
             for flaw in flaws {
                 match flaw {
                     Flaw::Unset(name) => problems.unset_variable(span.clone(), path, &name),
@@ -165,7 +168,7 @@ fn credential(name: &str, env: Env<'_>) -> Result<String, Missing> {
         .filter(|dir| !dir.is_empty())
         .ok_or(Missing::NoDirectory)?;
     let file = Path::new(&dir).join(name);
-    match fs::read_to_string(&file) {
+    match bounded::read_to_string(&file, bounded::Kind::Secret) {
         Ok(mut value) => {
             if value.ends_with('\n') {
                 value.pop();
@@ -180,26 +183,41 @@ fn credential(name: &str, env: Env<'_>) -> Result<String, Missing> {
     }
 }
 
+/// A value put in for a placeholder: a secret, perhaps, so messages must not show it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Substitution {
+    /// Where it came from: `env.NAME` or `credential.NAME`.
+    pub source: String,
+    /// What was put in.
+    pub value: String,
+}
+
 /// Replaces each `{{ env.NAME }}` by the variable's value and each `{{ credential.NAME }}` by
-/// the credential's (spaces inside the braces optional).
-fn expand(text: &str, env: Env<'_>) -> (String, Vec<Flaw>) {
+/// the credential's (spaces inside the braces optional); also returns what was put in.
+fn expand(text: &str, env: Env<'_>) -> (String, Vec<Flaw>, Vec<Substitution>) {
     let mut out = String::with_capacity(text.len());
     let mut flaws = Vec::new();
+    let mut substituted = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
         out.push_str(&rest[..open]);
         let after = &rest[open + 2..];
         let Some(close) = after.find("}}") else {
             flaws.push(Flaw::Malformed);
-            return (out, flaws);
+            return (out, flaws, substituted);
         };
         match placeholder(&after[..close]) {
             Some(Placeholder::Env(name)) => match env(name) {
-                Some(value) => out.push_str(&value),
+                Some(value) => put(&mut out, &mut substituted, format!("env.{name}"), value),
                 None => flaws.push(Flaw::Unset(name.to_string())),
             },
             Some(Placeholder::Credential(name)) => match credential(name, env) {
-                Ok(value) => out.push_str(&value),
+                Ok(value) => put(
+                    &mut out,
+                    &mut substituted,
+                    format!("credential.{name}"),
+                    value,
+                ),
                 Err(missing) => flaws.push(Flaw::Credential(name.to_string(), missing)),
             },
             None => flaws.push(Flaw::Malformed),
@@ -207,7 +225,12 @@ fn expand(text: &str, env: Env<'_>) -> (String, Vec<Flaw>) {
         rest = &after[close + 2..];
     }
     out.push_str(rest);
-    (out, flaws)
+    (out, flaws, substituted)
+}
+
+fn put(out: &mut String, substituted: &mut Vec<Substitution>, source: String, value: String) {
+    out.push_str(&value);
+    substituted.push(Substitution { source, value });
 }
 
 /// What a well-formed placeholder reads.
@@ -243,14 +266,14 @@ mod tests {
 
     #[test]
     fn placeholders_expand_with_or_without_spaces() {
-        let (out, flaws) = expand("{{env.HOME_DIR}}/a:{{ env.HOME_DIR }}", &env);
+        let (out, flaws, _) = expand("{{env.HOME_DIR}}/a:{{ env.HOME_DIR }}", &env);
         assert_eq!(out, "/home/nexus/a:/home/nexus");
         assert!(flaws.is_empty());
     }
 
     #[test]
     fn every_unset_variable_is_reported() {
-        let (out, flaws) = expand("{{ env.A }}-{{ env.B }}", &env);
+        let (out, flaws, _) = expand("{{ env.A }}-{{ env.B }}", &env);
         assert_eq!(out, "-");
         assert_eq!(flaws, [Flaw::Unset("A".into()), Flaw::Unset("B".into())]);
     }
@@ -259,10 +282,8 @@ mod tests {
     fn other_placeholders_are_malformed() {
         assert_eq!(expand("{{ ENV.A }}", &env).1, [Flaw::Malformed]);
         assert_eq!(expand("{{ env.A-B }}", &env).1, [Flaw::Malformed]);
-        assert_eq!(
-            expand("x{{ env.A", &env),
-            ("x".to_string(), vec![Flaw::Malformed])
-        );
+        let (out, flaws, _) = expand("x{{ env.A", &env);
+        assert_eq!((out.as_str(), &flaws[..]), ("x", &[Flaw::Malformed][..]));
     }
 
     #[test]
@@ -272,10 +293,10 @@ mod tests {
         std::fs::write(dir.path().join("api.token"), "tok\r\n").unwrap();
         let root = dir.path().to_str().unwrap().to_string();
         let env = move |name: &str| (name == "CREDENTIALS_DIRECTORY").then(|| root.clone());
-        let (out, flaws) = expand("{{credential.hsm-pin}}:{{ credential.api.token }}", &env);
+        let (out, flaws, _) = expand("{{credential.hsm-pin}}:{{ credential.api.token }}", &env);
         assert_eq!(out, "1234:tok");
         assert!(flaws.is_empty());
-        let (_, flaws) = expand("{{ credential.nope }}", &env);
+        let (_, flaws, _) = expand("{{ credential.nope }}", &env);
         assert_eq!(
             flaws,
             [Flaw::Credential(
@@ -287,7 +308,7 @@ mod tests {
 
     #[test]
     fn credentials_need_the_directory_and_a_plain_name() {
-        let (_, flaws) = expand("{{ credential.pin }}", &env);
+        let (_, flaws, _) = expand("{{ credential.pin }}", &env);
         assert_eq!(
             flaws,
             [Flaw::Credential("pin".into(), Missing::NoDirectory)]

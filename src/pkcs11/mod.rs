@@ -65,6 +65,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub use error::Pkcs11Error;
 pub use uri::{ObjectType, Pkcs11Uri};
 
+use crate::config::bounded;
 use crate::config::{Pkcs11Defaults, SecretSource};
 
 /// A private key that stays on its token, usable as an OpenSSL key.
@@ -262,9 +263,11 @@ fn credential_path(path: &Path) -> PathBuf {
 }
 
 fn read_pin_file(path: &Path) -> Result<SecretString, Pkcs11Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Pkcs11Error::PinFile {
-        path: path.to_owned(),
-        source,
+    let text = bounded::read_to_string(path, bounded::Kind::Secret).map_err(|source| {
+        Pkcs11Error::PinFile {
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let text = SecretString::from(text);
     let pin = text.expose_secret();

@@ -36,7 +36,7 @@ pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> 
         Err(response) => return *response,
     };
     // The body's share of `max_request_bodies_total` is held until it is parsed.
-    let message: Value = match serde_json::from_slice(&received.bytes) {
+    let message: Value = match parse(received).await {
         Ok(message) => message,
         Err(error) => {
             return body::rpc_error(
@@ -65,6 +65,19 @@ pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> 
         Value::Array(batch) => post_batch(app, &session, batch, &context).await,
         message => post_one(app, session, message, context, streaming).await,
     }
+}
+
+/// Bodies from this size on are parsed on the blocking pool: parsing megabytes takes long
+/// enough to stall every other connection served by the same I/O worker.
+const PARSE_OFF_WORKER_FROM: usize = 256 * 1024;
+
+async fn parse(received: request_body::Received) -> serde_json::Result<Value> {
+    if received.bytes.len() < PARSE_OFF_WORKER_FROM {
+        return serde_json::from_slice(&received.bytes);
+    }
+    tokio::task::spawn_blocking(move || serde_json::from_slice(&received.bytes))
+        .await
+        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
 }
 
 async fn post_one(

@@ -13,6 +13,7 @@ use openssl::x509::X509;
 use secrecy::ExposeSecret;
 
 use super::errors::{Error, reasons};
+use crate::config::bounded;
 use crate::config::{CertSource, KeySource, SecretSource};
 
 /// The config keys a certificate and its key were given under, for messages.
@@ -91,7 +92,7 @@ fn load_cert_source(source: &CertSource, key: &'static str) -> Result<Vec<X509>,
 
 /// Every certificate in a PEM file, in file order; at least one.
 pub fn load_certs(path: &Path, key: &'static str) -> Result<Vec<X509>, Error> {
-    let pem = read(path, key)?;
+    let pem = read(path, key, bounded::Kind::Pem)?;
     let malformed = |detail: String| Error::Malformed {
         key,
         path: path.to_path_buf(),
@@ -120,7 +121,7 @@ pub fn load_key(source: &KeySource, key: &'static str) -> Result<PKey<Private>, 
                 });
         }
     };
-    let pem = read(path, key)?;
+    let pem = read(path, key, bounded::Kind::Pem)?;
     warn_if_exposed(path, key);
     let text = String::from_utf8_lossy(&pem);
     let encrypted =
@@ -152,7 +153,7 @@ fn secret_bytes(secret: &SecretSource, key: &'static str) -> Result<Vec<u8>, Err
     match secret {
         SecretSource::Value(value) => Ok(value.expose_secret().as_bytes().to_vec()),
         SecretSource::File(path) => {
-            let mut bytes = read(path, key)?;
+            let mut bytes = read(path, key, bounded::Kind::Secret)?;
             // Editors and `echo` add a newline the passphrase does not contain.
             while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 bytes.pop();
@@ -162,8 +163,8 @@ fn secret_bytes(secret: &SecretSource, key: &'static str) -> Result<Vec<u8>, Err
     }
 }
 
-fn read(path: &Path, key: &'static str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|error| Error::Unreadable {
+fn read(path: &Path, key: &'static str, kind: bounded::Kind) -> Result<Vec<u8>, Error> {
+    bounded::read(path, kind).map_err(|error| Error::Unreadable {
         key,
         path: path.to_path_buf(),
         reason: error.to_string(),

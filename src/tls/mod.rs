@@ -8,6 +8,7 @@ pub mod errors;
 pub mod expiry;
 mod ffi;
 pub mod identity;
+pub mod material;
 pub mod probe;
 pub mod server;
 pub mod trust;

@@ -1,13 +1,14 @@
 //! Paths named in the configuration: resolved against the file's directory, checked at load so a
 //! missing certificate stops startup with the server and key that name it.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde_spanned::Spanned;
 
 use super::Cx;
+use crate::config::bounded::{self, Kind, Refusal};
 
 impl Cx<'_> {
     /// `value` as a path; relative paths are relative to the configuration file's directory.
@@ -20,10 +21,11 @@ impl Cx<'_> {
         }
     }
 
-    /// A file the gateway will read: it must exist and be readable now.
-    pub(super) fn file(&mut self, value: &Spanned<String>, key: &str) -> PathBuf {
+    /// A file the gateway will read: it must be a readable regular file of at most `kind`'s
+    /// size now.
+    pub(super) fn file(&mut self, value: &Spanned<String>, key: &str, kind: Kind) -> PathBuf {
         let path = self.path(value.get_ref());
-        if let Some((message, fix)) = unreadable_file(&path) {
+        if let Some((message, fix)) = unreadable_file(&path, kind) {
             self.problems.push(value.span(), key, message, fix);
         }
         path
@@ -35,13 +37,13 @@ impl Cx<'_> {
     pub(super) fn secret_file(&mut self, value: &Spanned<String>, key: &str) -> PathBuf {
         let name = Path::new(value.get_ref());
         let Some(dir) = self.credentials.as_ref().filter(|_| name.is_relative()) else {
-            return self.file(value, key);
+            return self.file(value, key, Kind::Secret);
         };
         let path = dir.join(name);
         if self.unchecked_credentials {
             return path;
         }
-        if let Some((message, _)) = unreadable_file(&path) {
+        if let Some((message, _)) = unreadable_file(&path, Kind::Secret) {
             let fix = format!(
                 "add `LoadCredential={0}:/etc/nexus/credentials/{0}` to the unit \
                  (systemctl edit nexus), or give an absolute path",
@@ -87,26 +89,26 @@ impl Cx<'_> {
     }
 }
 
-/// Why `path` cannot be read as a file, if it cannot.
-fn unreadable_file(path: &Path) -> Option<(String, &'static str)> {
+/// Why `path` cannot be read as a file of `kind`, if it cannot. Opening does not block (a FIFO
+/// is refused, not waited on) and reads nothing.
+fn unreadable_file(path: &Path, kind: Kind) -> Option<(String, &'static str)> {
     let shown = path.display();
-    match fs::metadata(path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => Some((
+    let error = bounded::open(path, kind).err()?;
+    if let Some(refusal) = Refusal::of(&error) {
+        return Some((format!("{shown} is {}", refusal.what()), refusal.fix()));
+    }
+    Some(match error.kind() {
+        ErrorKind::NotFound => (
             format!("file {shown} does not exist"),
             "create it or fix the path",
-        )),
-        Err(e) => Some((
-            format!("file {shown} cannot be read: {e}"),
+        ),
+        ErrorKind::PermissionDenied => (
+            format!("file {shown} cannot be read: {error}"),
+            "let the gateway's user read it (e.g. mode 640, group nexus)",
+        ),
+        _ => (
+            format!("file {shown} cannot be read: {error}"),
             "fix its permissions or the path",
-        )),
-        Ok(meta) if meta.is_dir() => {
-            Some((format!("{shown} is a directory, not a file"), "name a file"))
-        }
-        Ok(_) => File::open(path).err().map(|e| {
-            (
-                format!("file {shown} cannot be read: {e}"),
-                "let the gateway's user read it (e.g. mode 640, group nexus)",
-            )
-        }),
-    }
+        ),
+    })
 }

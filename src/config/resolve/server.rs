@@ -7,6 +7,7 @@ use toml::de::DeValue;
 
 use super::Cx;
 use super::tls::SecretKeys;
+use crate::config::bounded::Kind;
 use crate::config::model::{Health, Pkcs11Defaults, Server, ServerTls};
 use crate::config::raw::{RawPkcs11, RawServer, RawServerTls};
 
@@ -72,7 +73,7 @@ impl Cx<'_> {
         }
         let client_ca = raw
             .client_ca_cert_path
-            .map(|ca| self.file(&ca, "server.tls.client_ca_cert_path"));
+            .map(|ca| self.file(&ca, "server.tls.client_ca_cert_path", Kind::Pem));
         let params = self.tls_params(
             "server.tls",
             raw.min_tls_version,
@@ -106,7 +107,9 @@ impl Cx<'_> {
             file_key: "pkcs11.pin_file",
         };
         Pkcs11Defaults {
-            module_path: raw.module_path.map(|m| self.file(&m, "pkcs11.module_path")),
+            module_path: raw
+                .module_path
+                .map(|m| self.file(&m, "pkcs11.module_path", Kind::Module)),
             pin: self.secret(pin),
         }
     }

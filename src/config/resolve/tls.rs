@@ -7,6 +7,7 @@ use serde_spanned::Spanned;
 
 use super::Cx;
 use crate::config::Pkcs11Ref;
+use crate::config::bounded::Kind;
 use crate::config::model::{
     CertSource, ClientIdentity, ClientTls, KeySource, SecretSource, TlsParams, TlsVersion, Trust,
     Verify,
@@ -74,7 +75,7 @@ impl Cx<'_> {
         if value.get_ref().starts_with(PKCS11_SCHEME) {
             CertSource::Pkcs11(self.pkcs11_ref(value))
         } else {
-            CertSource::Pem(self.file(value, key))
+            CertSource::Pem(self.file(value, key, Kind::Pem))
         }
     }
 
@@ -87,7 +88,7 @@ impl Cx<'_> {
         password: SecretKeys<'_>,
     ) -> KeySource {
         if !value.get_ref().starts_with(PKCS11_SCHEME) {
-            let path = self.file(value, key);
+            let path = self.file(value, key, Kind::Pem);
             return KeySource::Pem {
                 path,
                 password: self.secret(password),
@@ -154,7 +155,9 @@ impl Cx<'_> {
         }
         let raw = raw.into_inner();
         let trust = match &raw.root_ca_cert_path {
-            Some(path) => Trust::Pinned(self.file(path, &join(table, "root_ca_cert_path"))),
+            Some(path) => {
+                Trust::Pinned(self.file(path, &join(table, "root_ca_cert_path"), Kind::Pem))
+            }
             None => Trust::System,
         };
         let verify = match (
