@@ -185,6 +185,9 @@ pub struct Downstream {
     pub rate_limit: Option<RateLimit>,
     /// `call_timeout` of this server, else `[mcp] call_timeout`.
     pub call_timeout: Duration,
+    /// `protocol_version`: the revision this server is spoken to in, overriding the choice
+    /// made at connect; `None` (default) chooses (the handshake era first).
+    pub protocol_version: Option<&'static str>,
 }
 
 /// How the gateway reaches a downstream.

@@ -135,6 +135,8 @@ pub(crate) struct RawDownstream {
     pub protocol: Option<Spanned<RawProtocol>>,
     /// Per-call timeout; default `[mcp] call_timeout`.
     pub call_timeout: Option<Spanned<RawDuration>>,
+    /// The protocol revision to speak; default chosen at connect (see `resolve`).
+    pub protocol_version: Option<Spanned<String>>,
     /// HTTP: `[auth]`; default no credentials.
     pub auth: Option<Spanned<RawAuth>>,
     /// HTTP: `[tls]`; default full verification against the system store.

@@ -279,6 +279,7 @@ impl Downstream {
             dispatcher,
             lifeline.clone(),
             timeout,
+            self.config.protocol_version,
         )
         .await;
         if established.is_err() {
@@ -328,25 +329,36 @@ impl Downstream {
                     .map(Link::Sse)
                     .map_err(|error| error.to_string()),
                     None => {
-                        self.detect(streamable(), &client, &http.url, auth, dispatcher, lifeline)
-                            .await
+                        let sse = self
+                            .detect(
+                                &streamable(),
+                                &client,
+                                &http.url,
+                                auth.clone(),
+                                dispatcher,
+                                lifeline,
+                            )
+                            .await?;
+                        Ok(sse.unwrap_or_else(streamable))
                     }
                 }
             }
         }
     }
 
-    /// No `protocol` configured: Streamable HTTP when the server accepts a POST, else HTTP+SSE.
+    /// No `protocol` configured: Streamable HTTP when the server accepts a POST (`None`: the
+    /// caller builds a fresh link, since the probe may have been given a session of its own
+    /// that a later `initialize` must not carry), else the HTTP+SSE link.
     async fn detect(
         &self,
-        streamable: Link,
+        probe: &Link,
         client: &HttpClient,
         url: &::http::Uri,
         auth: Option<HeaderValue>,
         dispatcher: &Arc<Dispatcher>,
         lifeline: &Arc<Lifeline>,
-    ) -> Result<Link, String> {
-        let Link::Http(probe) = &streamable else {
+    ) -> Result<Option<Link>, String> {
+        let Link::Http(probe) = probe else {
             unreachable!("BUG: streamable() builds Http")
         };
         let ping = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -363,12 +375,12 @@ impl Downstream {
                 lifeline.clone(),
             )
             .await
-            .map(Link::Sse)
+            .map(|link| Some(Link::Sse(link)))
             .map_err(|error| {
                 format!("neither Streamable HTTP (POST: 404/405) nor SSE works: {error}")
             }),
             Err(TransportError::Connect(error)) => Err(error),
-            _ => Ok(streamable),
+            _ => Ok(None),
         }
     }
 

@@ -124,6 +124,23 @@ pub fn stateless_result(mut response: Value) -> Value {
     response
 }
 
+/// How long clients may cache a list or a read: not at all, since a downstream can change
+/// them at any moment (clients learn of list changes through `subscriptions/listen`).
+pub const UNCACHED_TTL_MS: u64 = 0;
+
+/// Adds the caching hints a list or read result must carry since 2026-07-28, unless the
+/// downstream gave its own: not cached, and never shared between clients.
+pub fn add_cache_hints(response: &mut Value) {
+    if let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) {
+        result
+            .entry("ttlMs")
+            .or_insert_with(|| Value::from(UNCACHED_TTL_MS));
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| Value::from("private"));
+    }
+}
+
 /// Error codes that changed: "resource not found" is `-32602` (invalid params) since
 /// 2026-07-28, where handshake-era servers (and the gateway's catalog) answer `-32002`.
 pub fn stateless_error(mut response: Value) -> Value {

@@ -31,13 +31,20 @@ pub enum Era {
     Stateless {
         /// Index into the RFC 5424 levels, from the request's `_meta`.
         log_level: Option<usize>,
+        /// The result must say how long it may be cached (lists, `resources/read`), which
+        /// a handshake-era downstream never does.
+        cacheable: bool,
     },
 }
 
 impl Era {
     /// Shapes a message for the client, or `None` when it must not be sent.
     pub fn shape(&self, message: Value) -> Option<Value> {
-        let Era::Stateless { log_level } = self else {
+        let Era::Stateless {
+            log_level,
+            cacheable,
+        } = self
+        else {
             return Some(message);
         };
         if jsonrpc::method(&message) == Some("notifications/message") {
@@ -51,7 +58,11 @@ impl Era {
             };
         }
         Some(if message.get("result").is_some() {
-            era::stateless_result(message)
+            let mut message = era::stateless_result(message);
+            if *cacheable {
+                era::add_cache_hints(&mut message);
+            }
+            message
         } else {
             era::stateless_error(message)
         })

@@ -24,9 +24,6 @@ use crate::mcp::{sse, version};
 
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const SESSION_HEADER: &str = "mcp-session-id";
-/// How long clients may cache list results: not at all, since a downstream can change its
-/// lists at any moment (clients learn of it through `subscriptions/listen`).
-const LIST_TTL_MS: u64 = 0;
 /// The `subscriptions/listen` filter key listing resource URIs to watch.
 const RESOURCE_SUBSCRIPTIONS: &str = "resourceSubscriptions";
 /// How often an idle subscription stream sends a comment.
@@ -165,7 +162,7 @@ fn discover(app: &App) -> Value {
     json!({
         "supportedVersions": era::STATELESS_REVISIONS,
         "capabilities": initialize["capabilities"],
-        "ttlMs": LIST_TTL_MS,
+        "ttlMs": era::UNCACHED_TTL_MS,
         "cacheScope": "private",
     })
 }
@@ -195,19 +192,17 @@ async fn relay(
     if let Some(params) = message.get_mut("params") {
         era::strip_envelope(params);
     }
-    let shape = Era::Stateless { log_level };
+    let cacheable = method.ends_with("/list") || method == "resources/read";
+    let shape = Era::Stateless {
+        log_level,
+        cacheable,
+    };
     let reply = match resumed(app, &message) {
         Some(relay) => Reply::Relayed(relay),
         None => app.gateway.handle(message, &context).await,
     };
     match reply {
-        Reply::Immediate(mut response) => {
-            if method.ends_with("/list")
-                && let Some(result) = response.get_mut("result").and_then(Value::as_object_mut)
-            {
-                result.insert("ttlMs".into(), Value::from(LIST_TTL_MS));
-                result.insert("cacheScope".into(), Value::from("private"));
-            }
+        Reply::Immediate(response) => {
             let response = shape
                 .shape(response)
                 .expect("BUG: responses are never filtered");

@@ -16,6 +16,7 @@ use crate::config::raw::{
     RawStderr,
 };
 use crate::config::template::join;
+use crate::mcp::{era, version};
 
 impl Cx<'_> {
     /// Every server of `[mcp.servers]`, in file order.
@@ -64,6 +65,19 @@ impl Cx<'_> {
         let call_timeout = self
             .timeout(raw.call_timeout, &join(&key, "call_timeout"))
             .unwrap_or(timeout);
+        let protocol_version = raw
+            .protocol_version
+            .and_then(|value| self.protocol_version(value, &join(&key, "protocol_version")));
+        if let (Some(version), Some(protocol)) = (protocol_version, &raw.protocol)
+            && era::STATELESS_REVISIONS.contains(&version)
+            && matches!(protocol.get_ref(), RawProtocol::Sse)
+        {
+            let message = format!("the HTTP+SSE transport has no {version} revision");
+            let fix =
+                "remove `protocol = \"sse\"`, or set a handshake revision such as \"2025-11-25\"";
+            self.problems
+                .push(protocol.span(), &join(&key, "protocol"), message, fix);
+        }
         let rate_limit = raw
             .rate_limits
             .map(|limits| self.rate_limit(limits, &join(&key, "rate_limits")));
@@ -96,7 +110,30 @@ impl Cx<'_> {
             transport,
             rate_limit,
             call_timeout,
+            protocol_version,
         })
+    }
+
+    /// A revision the gateway speaks, as one of its own constants.
+    fn protocol_version(&mut self, value: Spanned<String>, key: &str) -> Option<&'static str> {
+        let known = version::HANDSHAKE_REVISIONS
+            .iter()
+            .chain(era::STATELESS_REVISIONS)
+            .find(|known| **known == value.get_ref().as_str());
+        if known.is_none() {
+            let mut revisions: Vec<&str> = era::STATELESS_REVISIONS.to_vec();
+            revisions.extend(version::HANDSHAKE_REVISIONS);
+            let message = format!(
+                "`{}` is not a protocol revision the gateway speaks",
+                value.get_ref()
+            );
+            let fix = format!(
+                "use one of {}, or remove the key to let the gateway choose",
+                revisions.join(", ")
+            );
+            self.problems.push(value.span(), key, message, &fix);
+        }
+        known.copied()
     }
 
     fn not_one_transport(&mut self, name: &Spanned<String>, key: &str, both: bool) {

@@ -363,6 +363,31 @@ mod tests {
     }
 
     #[test]
+    fn protocol_version_names_a_revision_the_gateway_speaks() {
+        let config = |text: &str| resolve(text, Path::new("n.toml"), &|_| None).unwrap();
+        let forced = config("[mcp.servers.a]\ncmd = [\"x\"]\nprotocol_version = \"2026-07-28\"\n");
+        assert_eq!(forced.mcp.servers[0].protocol_version, Some("2026-07-28"));
+        let chosen = config("[mcp.servers.a]\ncmd = [\"x\"]\n");
+        assert_eq!(chosen.mcp.servers[0].protocol_version, None);
+        assert_eq!(
+            problems("[mcp.servers.a]\ncmd = [\"x\"]\nprotocol_version = \"2025-13-01\"\n"),
+            [
+                "3:20: mcp.servers.a.protocol_version: `2025-13-01` is not a protocol revision the gateway \
+                 speaks; use one of 2026-07-28, 2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05, or remove \
+                 the key to let the gateway choose"
+            ]
+        );
+        let text = "[mcp.servers.a]\nurl = \"http://h\"\nprotocol = \"sse\"\nprotocol_version = \"2026-07-28\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                "3:12: mcp.servers.a.protocol: the HTTP+SSE transport has no 2026-07-28 revision; remove \
+                 `protocol = \"sse\"`, or set a handshake revision such as \"2025-11-25\""
+            ]
+        );
+    }
+
+    #[test]
     fn secrets_come_inline_or_from_a_file_not_both() {
         let text = "[pkcs11]\npin = \"1234\"\npin_file = \"/run/pin\"\n";
         assert_eq!(
