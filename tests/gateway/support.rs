@@ -89,9 +89,13 @@ pub fn everything_stdio_cmd() -> String {
 /// server-everything as the only downstream, names unprefixed; `target` is its `cmd = …` or
 /// `url = …` line.
 pub fn everything_unprefixed(target: &str) -> String {
-    format!(
-        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.everything]\n{target}\n"
-    )
+    unprefixed("everything", target)
+}
+
+/// A gateway in front of one downstream `name` (`target`: its `cmd` or `url` and more keys),
+/// with `tools = "direct"` and names unprefixed.
+pub fn unprefixed(name: &str, target: &str) -> String {
+    format!("[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.{name}]\n{target}\n")
 }
 
 /// A free loopback port (bound, then released; the race is harmless on loopback in tests).
@@ -555,7 +559,13 @@ impl Server {
     /// The Python `mcp` server (`tests/servers/py_server.py`, both protocol eras) over plain
     /// HTTP on a port it picks, ready once it printed `LISTENING <port>`.
     pub async fn python_http(extra: &[&str]) -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/py_server.py");
+        Self::python_script_http("tests/servers/py_server.py", extra).await
+    }
+
+    /// A Python server script of `tests/servers` (one that takes `--port 0` and prints
+    /// `LISTENING <port>`) over plain HTTP, ready.
+    pub async fn python_script_http(script: &str, extra: &[&str]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
         let mut child = Command::new(tools().join("bin/python"))
             .arg(script)
             .args(["--port", "0"])
