@@ -244,9 +244,16 @@ impl Connection {
             connection: self.clone(),
             finished: false,
         };
+        // `Mcp-Param-*` headers belong to the stateless revision's HTTP requests only.
+        let no_headers = ::http::HeaderMap::new();
+        let extra = match self.stateless {
+            true => &options.param_headers,
+            false => &no_headers,
+        };
+        let authorization = options.authorization.as_ref();
         if let Err(error) = self
             .link
-            .send(&message, Some(id), options.authorization.as_ref())
+            .send_with(&message, Some(id), authorization, extra)
             .await
         {
             self.dispatcher.unregister(id);
@@ -375,6 +382,9 @@ pub struct CallOptions {
     /// gateway turns them into requests, so only what it relays is declared. `None` declares
     /// nothing.
     pub client_capabilities: Option<Value>,
+    /// The `Mcp-Param-*` headers of a `tools/call` (SEP-2243), from the downstream's own
+    /// schema of the tool; sent to a stateless Streamable HTTP downstream.
+    pub param_headers: ::http::HeaderMap,
     /// The call relays a client's request (not the gateway's own list refresh or level
     /// change): only such a call can be the one a stdio downstream's sampling, elicitation or
     /// roots request belongs to.

@@ -16,6 +16,7 @@ use super::{Asking, Bridge, Catalog, Gateway, Relay, Reply, RequestContext};
 use crate::config::{Auth, ToolsMode, Transport};
 use crate::downstream::{CallOptions, Downstream};
 use crate::mcp::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RpcError};
+use crate::mcp::param_headers;
 
 type Outcome = Result<Reply, RpcError>;
 
@@ -266,6 +267,7 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
         authorization,
         log_level: call.context.log_level,
         client_capabilities: call.context.client_capabilities.clone(),
+        param_headers: param_headers(downstream, method, &params),
         for_client: true,
     };
     let bridge = bridge(call.context, downstream, method, &params, &options);
@@ -278,6 +280,22 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
         config.call_timeout,
         bridge,
     )))
+}
+
+/// The `Mcp-Param-*` headers of a `tools/call`, from the schema the downstream listed for the
+/// tool under its own name (`params.name` is already that name).
+fn param_headers(downstream: &Downstream, method: &str, params: &Value) -> ::http::HeaderMap {
+    let name = params.get("name").and_then(Value::as_str);
+    let lists = downstream.lists();
+    let schema = lists
+        .tools
+        .iter()
+        .find(|tool| method == "tools/call" && tool.get("name").and_then(Value::as_str) == name)
+        .and_then(|tool| tool.get("inputSchema"));
+    let arguments = params.get("arguments").unwrap_or(&Value::Null);
+    schema
+        .map(|schema| param_headers::headers(schema, arguments))
+        .unwrap_or_default()
 }
 
 /// How the relay of a call puts the downstream's questions to this client.

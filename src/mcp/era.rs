@@ -63,7 +63,9 @@ pub fn envelope_version(message: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// Decodes a header value, including the `=?base64?…?=` form used for non-ASCII names.
+/// Decodes a header value, including the `=?base64?…?=` form used for non-ASCII names. Only
+/// canonical base64 decodes (padded, no stray characters): the form an encoder emits, so a
+/// corrupt header never matches a body value by accident.
 pub fn decode_header_value(value: &str) -> Option<String> {
     match value
         .strip_prefix("=?base64?")
@@ -71,6 +73,9 @@ pub fn decode_header_value(value: &str) -> Option<String> {
     {
         Some(encoded) => {
             let bytes = openssl::base64::decode_block(encoded).ok()?;
+            if openssl::base64::encode_block(&bytes) != encoded {
+                return None;
+            }
             String::from_utf8(bytes).ok()
         }
         None => Some(value.to_owned()),

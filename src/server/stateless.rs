@@ -20,7 +20,7 @@ use crate::mcp::era::{self, HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::mcp::jsonrpc::{
     self, INVALID_PARAMS, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, RpcError,
 };
-use crate::mcp::{sse, version};
+use crate::mcp::{param_headers, sse, version};
 
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -66,7 +66,8 @@ pub async fn post(
         }
     }
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    if let Err(error) = check(headers, &message) {
+    if let Err(error) = check(headers, &message).and_then(|()| check_params(app, headers, &message))
+    {
         return reject(id, error);
     }
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
@@ -142,6 +143,27 @@ fn check(headers: &HeaderMap, message: &Value) -> Result<(), RpcError> {
         return Err(error);
     }
     Ok(())
+}
+
+/// A `tools/call`'s `Mcp-Param-*` headers against its arguments, per the called tool's schema
+/// (SEP-2243).
+fn check_params(app: &App, headers: &HeaderMap, message: &Value) -> Result<(), RpcError> {
+    if jsonrpc::method(message) != Some("tools/call") {
+        return Ok(());
+    }
+    let params = message.get("params").unwrap_or(&Value::Null);
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let catalog = app.gateway.catalog();
+    let Some(schema) = catalog
+        .tool_definition(name)
+        .and_then(|tool| tool.get("inputSchema"))
+    else {
+        return Ok(());
+    };
+    let arguments = params.get("arguments").unwrap_or(&Value::Null);
+    param_headers::check(schema, arguments, headers).map_err(|reason| mismatch(&reason))
 }
 
 fn mismatch(message: &str) -> RpcError {

@@ -168,6 +168,20 @@ server._tool_manager.get_tool("json_schema_2020_12_tool").parameters = {
 }
 
 
+@server.tool(description="Echoes `region`, which calls also carry in the Mcp-Param-Region header (SEP-2243)")
+def test_custom_header(region: str) -> types.CallToolResult:
+    return text_result(f"region={region}")
+
+
+# `x-mcp-header` marks the argument a 2026-07-28 client mirrors in a header (and the SDK's
+# HTTP server checks against the body).
+server._tool_manager.get_tool("test_custom_header").parameters = {
+    "type": "object",
+    "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+    "required": ["region"],
+}
+
+
 @server.tool(description="Logs at info level (no log without a requested level in 2026-07-28)")
 async def test_logging_tool(ctx: Context) -> types.CallToolResult:
     await ctx.info("test_logging_tool ran", logger_name="conformance-test-server")
