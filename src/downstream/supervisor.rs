@@ -2,6 +2,7 @@
 //! drops, stop it at shutdown. Each downstream has its own task, so one slow or dead server never
 //! delays another.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,9 @@ pub struct Downstream {
     current: ArcSwapOption<Connection>,
     lists: ArcSwap<Lists>,
     last_error: Mutex<Option<String>>,
+    // URI -> its watch on the current connection; renewed on each new connection, since a
+    // session's subscriptions die with it. A std Mutex: never held across `.await`.
+    watched: Mutex<HashMap<String, Watch>>,
 }
 
 impl Downstream {
@@ -82,6 +86,7 @@ impl Downstream {
             current: ArcSwapOption::empty(),
             lists: ArcSwap::default(),
             last_error: Mutex::default(),
+            watched: Mutex::default(),
         }
     }
 
@@ -126,20 +131,39 @@ impl Downstream {
         connection.start(method, params, options).await
     }
 
-    /// Starts watching a resource on the current connection (see [`Connection::watch`]).
-    pub async fn watch(&self, uri: &str) -> Result<Watch, RpcError> {
+    /// Starts watching a resource (see [`Connection::watch`]), on this connection and on every
+    /// later one until [`Downstream::unwatch`].
+    pub async fn watch(&self, uri: &str) -> Result<(), RpcError> {
         let Some(connection) = self.current.load_full() else {
             return Err(self.not_connected());
         };
-        connection.watch(uri, self.config.call_timeout).await
+        let watch = connection.watch(uri, self.config.call_timeout).await?;
+        lock(&self.watched).insert(uri.to_owned(), watch);
+        Ok(())
     }
 
-    /// Ends a watch (on the current connection: one from before a reconnect is gone anyway).
-    pub async fn unwatch(&self, watch: Watch) -> Result<(), RpcError> {
-        let Some(connection) = self.current.load_full() else {
+    /// Stops watching a resource.
+    pub async fn unwatch(&self, uri: &str) -> Result<(), RpcError> {
+        let watch = lock(&self.watched).remove(uri);
+        let (Some(watch), Some(connection)) = (watch, self.current.load_full()) else {
             return Ok(());
         };
         connection.unwatch(watch, self.config.call_timeout).await
+    }
+
+    /// Watches again, on a new connection, every resource watched on the one before.
+    async fn renew_watches(&self, connection: &Arc<Connection>) {
+        let uris: Vec<String> = lock(&self.watched).keys().cloned().collect();
+        for uri in uris {
+            match connection.watch(&uri, self.config.call_timeout).await {
+                Ok(watch) => {
+                    lock(&self.watched).insert(uri, watch);
+                }
+                Err(error) => {
+                    tracing::warn!(server = %self.name, %uri, %error, "could not renew a resource subscription");
+                }
+            }
+        }
     }
 
     /// Sends a notification to the current connection, if any.
@@ -211,6 +235,7 @@ impl Downstream {
             self.refresh(&connection, change).await;
         }
         self.current.store(Some(connection.clone()));
+        self.renew_watches(&connection).await;
         let tools = self.lists.load().tools.len();
         tracing::info!(server = %self.name, tools, version = %connection.peer().protocol_version, "downstream connected");
         for change in [Change::Tools, Change::Prompts, Change::Resources] {
@@ -442,6 +467,13 @@ impl Lists {
             capabilities: other.capabilities.clone(),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every operation leaves the map consistent, so a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Sends the connection's replies to its downstream's requests, in order, while it lives.

@@ -75,7 +75,7 @@ impl Gateway {
                 self.subscription(method, context, params).await
             }
             "completion/complete" => complete(&call, params).await,
-            "logging/setLevel" => set_level(&catalog, params).await,
+            "logging/setLevel" => self.set_level(&catalog, context, params).await,
             _ => Err(RpcError::new(
                 METHOD_NOT_FOUND,
                 format!("Method not found: {method}"),
@@ -214,10 +214,28 @@ async fn complete(call: &Call<'_>, params: Option<Value>) -> Outcome {
     relay(call, server, "completion/complete", params).await
 }
 
-/// Passes the level to every connected downstream that logs; answered once all replied.
-async fn set_level(catalog: &Catalog, params: Option<Value>) -> Outcome {
-    let params = params.ok_or_else(|| missing("params"))?;
-    string_param(&params, "level")?;
+impl Gateway {
+    /// Records the client's level (its log messages are filtered by it) and passes the most
+    /// verbose level any client set to every connected downstream that logs; answered once
+    /// all replied.
+    async fn set_level(
+        &self,
+        catalog: &Catalog,
+        context: &RequestContext,
+        params: Option<Value>,
+    ) -> Outcome {
+        let mut params = params.ok_or_else(|| missing("params"))?;
+        let level = string_param(&params, "level")?;
+        if let Some(client) = &context.subscriber
+            && let Some(most_verbose) = self.log_levels.set(client, &level)
+        {
+            params["level"] = Value::from(most_verbose);
+        }
+        set_downstream_level(catalog, params).await
+    }
+}
+
+async fn set_downstream_level(catalog: &Catalog, params: Value) -> Outcome {
     let logging = catalog
         .members
         .iter()

@@ -20,8 +20,8 @@ async fn fixture_http() -> Server {
     Server::python_script_http(SCRIPT, &["--http"]).await
 }
 
-/// The fixture as a stdio child.
-fn fixture_cmd() -> String {
+/// The fixture as a stdio child: the `cmd = [...]` line of its server table.
+pub fn fixture_cmd() -> String {
     let python = tools().join("bin/python");
     let script = repo_path(SCRIPT);
     format!(

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import socket
 import struct
 import warnings
@@ -122,12 +123,22 @@ def test_multiple_content_types() -> types.CallToolResult:
 
 @server.tool(description="Sends three info log messages while it runs")
 async def test_tool_with_logging(ctx: Context) -> types.CallToolResult:
-    await ctx.info("Tool execution started", logger_name="conformance-test-server")
-    await asyncio.sleep(0.05)
-    await ctx.info("Tool processing data", logger_name="conformance-test-server")
-    await asyncio.sleep(0.05)
-    await ctx.info("Tool execution completed", logger_name="conformance-test-server")
+    for step, message in enumerate(("Tool execution started", "Tool processing data", "Tool execution completed")):
+        if step:
+            await asyncio.sleep(0.05)
+        if logs("info"):
+            await ctx.info(message, logger_name="conformance-test-server")
     return text_result("Tool with logging executed successfully")
+
+
+# RFC 5424 severities, least severe first, and the lowest one `logging/setLevel` asked for
+# (one level per process: every client of a handshake-era session shares it).
+LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+LOG_LEVEL = {"level": "debug"}
+
+
+def logs(level: str) -> bool:
+    return LEVELS.index(level) >= LEVELS.index(LOG_LEVEL["level"])
 
 
 @server.tool(description="Reports progress 0, 50 and 100 of 100")
@@ -290,7 +301,19 @@ async def unsubscribe(ctx: Any, params: types.UnsubscribeRequestParams) -> types
     return types.EmptyResult()
 
 
+@server.tool(description="Announces an update of every resource subscribed to here (and names this process)")
+async def test_touch_subscribed(ctx: Context) -> types.CallToolResult:
+    touched = sorted(SUBSCRIPTIONS)
+    for uri in touched:
+        if modern(ctx):
+            await ctx.notify_resource_updated(uri)
+        else:
+            await ctx.session.send_resource_updated(uri)
+    return text_result(f"pid={os.getpid()} updated={','.join(touched)}")
+
+
 async def set_level(ctx: Any, params: types.SetLevelRequestParams) -> types.EmptyResult:
+    LOG_LEVEL["level"] = params.level
     return types.EmptyResult()
 
 
