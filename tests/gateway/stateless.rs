@@ -225,3 +225,22 @@ async fn custom_headers_are_checked_and_sent_downstream() {
     assert_eq!(text(ok(&run, 0)), "region=été", "{run:#}");
     gateway.stop().await;
 }
+
+/// An unknown tool is a protocol error, as the 2026-07-28 revision's tools page says
+/// (`-32602`, "Unknown tool: NAME"), in both eras, whatever the downstream would answer (the
+/// Python SDK answers an `isError` result instead). The `server-stateless` scenario's probes
+/// of its diagnostic tools take such an error for "not testable".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_tool_is_a_protocol_error_in_both_eras() {
+    let gateway = Gateway::start(&config(), 1).await;
+    let (status, answer) = post(&gateway.url, tools_call("fx__nope", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert_eq!(answer["error"]["message"], "Unknown tool: fx__nope");
+    assert!(answer.get("result").is_none(), "{answer}");
+    let session = crate::support::RawSession::open(&gateway.url).await;
+    let answer = session.call(3, "fx__nope", json!({})).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert_eq!(answer["error"]["message"], "Unknown tool: fx__nope");
+    gateway.stop().await;
+}
