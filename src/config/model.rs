@@ -232,8 +232,11 @@ pub enum StderrTarget {
 pub struct Http {
     /// `url` (http or https).
     pub url: http::Uri,
-    /// `protocol`; `None` means detect (Streamable HTTP first, then SSE).
+    /// `protocol`; `None` means detect (Streamable HTTP first, then SSE). A `message_url`
+    /// without `protocol` means SSE.
     pub protocol: Option<HttpProtocol>,
+    /// `message_url`: the HTTP+SSE POST endpoint when the server's stream announces none.
+    pub message_url: Option<Box<http::Uri>>,
     /// `[auth]`.
     pub auth: Option<Auth>,
     /// `[tls]` (defaults when absent; ignored for `http://`).

@@ -133,6 +133,8 @@ pub(crate) struct RawDownstream {
     pub url: Option<Spanned<String>>,
     /// HTTP: transport; default detect.
     pub protocol: Option<Spanned<RawProtocol>>,
+    /// HTTP+SSE: the POST URL when the server announces none; default none.
+    pub message_url: Option<Spanned<String>>,
     /// Per-call timeout; default `[mcp] call_timeout`.
     pub call_timeout: Option<Spanned<RawDuration>>,
     /// The protocol revision to speak; default chosen at connect (see `resolve`).

@@ -346,6 +346,7 @@ impl Downstream {
                     Some(HttpProtocol::Sse) => SseLink::connect(
                         client.clone(),
                         &http.url,
+                        http.message_url.as_deref(),
                         auth,
                         dispatcher.clone(),
                         lifeline.clone(),
@@ -395,6 +396,7 @@ impl Downstream {
             }) => SseLink::connect(
                 client.clone(),
                 url,
+                None,
                 auth,
                 dispatcher.clone(),
                 lifeline.clone(),

@@ -85,6 +85,7 @@ impl Cx<'_> {
             (Some(cmd), None) => {
                 let http_only = [
                     ("protocol", raw.protocol.map(|p| p.span())),
+                    ("message_url", raw.message_url.map(|m| m.span())),
                     ("auth", raw.auth.map(|a| a.span())),
                     ("tls", raw.tls.map(|t| t.span())),
                 ];
@@ -98,7 +99,8 @@ impl Cx<'_> {
                     ("stderr", raw.stderr.map(|s| s.span())),
                 ];
                 self.reject(&key, false, &stdio_only);
-                Transport::Http(self.http(&key, url, raw.protocol, raw.auth, raw.tls)?)
+                let protocol = (raw.protocol, raw.message_url);
+                Transport::Http(self.http(&key, url, protocol, raw.auth, raw.tls)?)
             }
             (cmd, _) => {
                 self.not_one_transport(&name, &key, cmd.is_some());
@@ -153,17 +155,31 @@ impl Cx<'_> {
         &mut self,
         key: &str,
         url: Spanned<String>,
-        protocol: Option<Spanned<RawProtocol>>,
+        (protocol, message_url): (Option<Spanned<RawProtocol>>, Option<Spanned<String>>),
         auth: Option<Spanned<RawAuth>>,
         tls: Option<Spanned<RawClientTls>>,
     ) -> Option<Http> {
         let url = self.url(url, &join(key, "url"))?;
         let https = url.scheme_str() == Some("https");
+        let message_key = join(key, "message_url");
+        if let (Some(message_url), Some(RawProtocol::StreamableHttp)) =
+            (&message_url, protocol.as_ref().map(|p| *p.get_ref()))
+        {
+            let message = "`message_url` applies only to HTTP+SSE servers".to_string();
+            let fix = "remove it, or set `protocol = \"sse\"`";
+            self.problems
+                .push(message_url.span(), &message_key, message, fix);
+        }
+        let message_url = message_url.and_then(|value| self.url(value, &message_key).map(Box::new));
+        let protocol = match protocol.map(Spanned::into_inner) {
+            Some(RawProtocol::StreamableHttp) => Some(HttpProtocol::StreamableHttp),
+            Some(RawProtocol::Sse) => Some(HttpProtocol::Sse),
+            // As in Nexus: a POST URL of its own is what only HTTP+SSE has.
+            None => message_url.as_ref().map(|_| HttpProtocol::Sse),
+        };
         Some(Http {
-            protocol: protocol.map(|p| match p.into_inner() {
-                RawProtocol::StreamableHttp => HttpProtocol::StreamableHttp,
-                RawProtocol::Sse => HttpProtocol::Sse,
-            }),
+            protocol,
+            message_url,
             auth: auth.and_then(|auth| self.auth(auth, &join(key, "auth"))),
             tls: self.client_tls(tls, &join(key, "tls"), https),
             url,
