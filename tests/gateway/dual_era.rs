@@ -10,7 +10,7 @@
 //! `tests/conformance/expected-failures-handshake-fixture.yml` (none).
 
 use crate::conformance::{Run, repo_path, run_cli};
-use crate::support::{Gateway, Server, toml_array, tools, unprefixed};
+use crate::support::{Gateway, Server, ok, python_client, text, toml_array, tools, unprefixed};
 
 const SCRIPT: &str = "tests/servers/handshake_server.py";
 const EXCEPTIONS: &str = "tests/conformance/expected-failures-handshake-fixture.yml";
@@ -139,4 +139,36 @@ async fn dual_era_fixture_2026_07_28_requirements() {
         &extra,
     )
     .await;
+}
+
+/// What a 2026-07-28 client cannot get from the fixture directly (its tools ask on a back
+/// channel that a stateless request lacks) it gets through the gateway: the fixture's
+/// `sampling/createMessage` and `elicitation/create` reach the official Python client in the
+/// 2026-07-28 mode as `input_required` results, and its answers come back to the tool.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_client_answers_the_fixtures_requests_through_the_gateway() {
+    let gateway = Gateway::start(&unprefixed("hs", &fixture_cmd()), 1).await;
+    let steps = serde_json::json!([
+        {"op": "call_tool", "name": "test_sampling", "arguments": {"prompt": "Say hi"}},
+        {"op": "call_tool", "name": "test_elicitation_sep1034_defaults", "arguments": {}},
+    ]);
+    let options = [
+        "--mode",
+        "2026-07-28",
+        "--sampling-reply",
+        "hi from the client",
+        "--elicitation-action",
+        "accept",
+        "--elicitation-content",
+        r#"{"name": "Ada"}"#,
+    ];
+    let run = python_client(&gateway.url, steps, &options).await;
+    assert_eq!(run["protocol_version"], "2026-07-28", "{run:#}");
+    assert_eq!(
+        text(ok(&run, 0)),
+        "LLM response: hi from the client",
+        "{run:#}"
+    );
+    assert!(text(ok(&run, 1)).contains("\"Ada\""), "{run:#}");
+    gateway.stop().await;
 }
