@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Every metric the gateway exposes.
 #[derive(Debug, Default)]
@@ -16,6 +17,8 @@ pub struct Metrics {
     handshake_failures: Mutex<BTreeMap<(String, &'static str), u64>>,
     sessions_resumed: Mutex<BTreeMap<String, u64>>,
     handshakes: Mutex<BTreeMap<String, u64>>,
+    // Counted per message in a flood, so each is an atomic the intake holds, not a map entry.
+    downstream_dropped: Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
 }
 
 impl Metrics {
@@ -45,6 +48,15 @@ impl Metrics {
                 .entry(server.to_owned())
                 .or_default() += 1;
         }
+    }
+
+    /// The counter `nexus_downstream_dropped_total{server,reason}`, for the downstream's
+    /// intake to increment (the same one across reconnects).
+    pub fn downstream_dropped(&self, server: &str, reason: &'static str) -> Arc<AtomicU64> {
+        lock(&self.downstream_dropped)
+            .entry((server.to_owned(), reason))
+            .or_default()
+            .clone()
     }
 
     /// Resumed sessions to `server` so far.
@@ -122,6 +134,20 @@ impl Metrics {
                 out,
                 "nexus_tls_sessions_resumed_total{{server=\"{}\"}} {count}",
                 escape(server)
+            );
+        }
+        header(
+            &mut out,
+            "nexus_downstream_dropped_total",
+            "counter",
+            "Messages from downstreams dropped: over a limit, malformed, or with a full backlog",
+        );
+        for ((server, reason), count) in lock(&self.downstream_dropped).iter() {
+            let _ = writeln!(
+                out,
+                "nexus_downstream_dropped_total{{server=\"{}\",reason=\"{reason}\"}} {}",
+                escape(server),
+                count.load(Ordering::Relaxed)
             );
         }
         out

@@ -166,6 +166,80 @@ fn durations_must_parse_and_be_positive() {
 }
 
 #[test]
+fn limits_default_and_a_server_overrides_them_key_by_key() {
+    let config = parse(
+        "[mcp.servers.a]
+cmd = [\"a\"]
+",
+    )
+    .unwrap();
+    let defaults = config.mcp.servers[0].limits;
+    assert_eq!(defaults.max_message_size, 16 << 20);
+    assert_eq!(defaults.max_stdin_queue, 64 << 20);
+    assert_eq!(defaults.notifications_per_second, 1000);
+    let text = "[mcp.limits]\nmax_message_size = \"1MiB\"\nnotifications_per_second = 50\n\
+                [mcp.servers.a]\ncmd = [\"a\"]\nlimits = { max_message_size = 2048, max_stdin_queue = \"2 GiB\" }\n\
+                [mcp.servers.b]\ncmd = [\"b\"]\n";
+    let config = parse(text).unwrap();
+    let (a, b) = (config.mcp.servers[0].limits, config.mcp.servers[1].limits);
+    assert_eq!(
+        (
+            a.max_message_size,
+            a.max_stdin_queue,
+            a.notifications_per_second
+        ),
+        (2048, 2 << 30, 50)
+    );
+    assert_eq!((b.max_message_size, b.max_stdin_queue), (1 << 20, 64 << 20));
+}
+
+#[test]
+fn limits_must_be_sizes_of_at_least_a_kib_and_a_positive_rate() {
+    let text = "[mcp.limits]\nmax_message_size = \"16 MB\"\nmax_stdin_queue = 100\n\
+                notifications_per_second = 0\n[mcp.servers.a]\ncmd = [\"a\"]\nlimits = { max_queue = 1 }\n";
+    assert_eq!(
+        report(text),
+        [
+            "nexus.toml:2:20: mcp.limits.max_message_size: invalid size `16 MB` (expected e.g. \"16MiB\", \
+             \"512KiB\", \"1GiB\" or a number of bytes); fix the value",
+            "nexus.toml:7:12: mcp.servers.a.limits: unknown key `max_queue` (expected one of `max_message_size`, \
+             `max_stdin_queue`, `notifications_per_second`); fix the spelling or remove it",
+            "2 problems in nexus.toml",
+        ]
+    );
+    let text = "[mcp.limits]\nmax_stdin_queue = 100\nnotifications_per_second = 0\n";
+    assert_eq!(
+        report(text),
+        [
+            "nexus.toml:2:19: mcp.limits.max_stdin_queue: 100 bytes is too small; use a size of at least \
+             \"1KiB\", e.g. \"16MiB\"",
+            "nexus.toml:3:28: mcp.limits.notifications_per_second: must be at least 1; allow at least 1 \
+             (progress and list changes are notifications)",
+            "2 problems in nexus.toml",
+        ]
+    );
+}
+
+#[test]
+fn inherit_env_is_for_stdio_servers_and_off_by_default() {
+    let config = parse(
+        "[mcp.servers.a]\ncmd = [\"a\"]\n[mcp.servers.b]\ncmd = [\"b\"]\ninherit_env = true\n",
+    )
+    .unwrap();
+    let inherits = |i: usize| match &config.mcp.servers[i].transport {
+        Transport::Stdio(stdio) => stdio.inherit_env,
+        Transport::Http(_) => panic!("stdio expected"),
+    };
+    assert!(!inherits(0));
+    assert!(inherits(1));
+    assert_eq!(
+        report("[mcp.servers.h]\nurl = \"https://h/mcp\"\ninherit_env = true\n")[0],
+        "nexus.toml:3:15: mcp.servers.h.inherit_env: `inherit_env` applies only to stdio servers (`cmd`), and this \
+         is an HTTP server; remove it, or use `cmd` instead of `url`"
+    );
+}
+
+#[test]
 fn tls_1_0_and_1_1_are_refused() {
     let text = "[mcp.servers.x]\nurl = \"https://h/mcp\"\ntls = { min_tls_version = \"1.1\" }\n";
     assert_eq!(

@@ -150,6 +150,8 @@ pub struct Mcp {
     /// `call_timeout`, default 60 s: how long one downstream call may take (progress
     /// notifications restart the clock).
     pub call_timeout: Duration,
+    /// `[mcp.limits]`: every server's limits unless its own `[limits]` overrides them.
+    pub limits: Limits,
     /// `[mcp.servers.NAME]`, in the order they appear in the file.
     pub servers: Vec<Downstream>,
 }
@@ -188,6 +190,35 @@ pub struct Downstream {
     /// `protocol_version`: the revision this server is spoken to in, overriding the choice
     /// made at connect; `None` (default) chooses (the handshake era first).
     pub protocol_version: Option<&'static str>,
+    /// `[limits]` of this server over `[mcp.limits]`.
+    pub limits: Limits,
+}
+
+/// `[mcp.limits]` with a server's `[limits]` over it: what one downstream may send or make
+/// the gateway hold, so that a broken or hostile server cannot exhaust the gateway's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `max_message_size`, default 16 MiB: the largest message read from the server (a stdio
+    /// line, an HTTP response body, one SSE event). A bigger one is discarded as it arrives and
+    /// the call waiting for it fails.
+    pub max_message_size: usize,
+    /// `max_stdin_queue`, default 64 MiB (stdio): bytes that may wait to be written to a child
+    /// that does not read its stdin. A call that would queue more fails at once; a message is
+    /// always admitted to an empty queue.
+    pub max_stdin_queue: usize,
+    /// `notifications_per_second`, default 1000: notifications the server may send per second
+    /// (progress included); the rest are dropped, and counted in `/metrics`.
+    pub notifications_per_second: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 16 << 20,
+            max_stdin_queue: 64 << 20,
+            notifications_per_second: 1000,
+        }
+    }
 }
 
 /// How the gateway reaches a downstream.
@@ -206,8 +237,12 @@ pub struct Stdio {
     pub program: String,
     /// `cmd[1..]`.
     pub args: Vec<String>,
-    /// `env`, added to the gateway's environment.
+    /// `env`, added to the child's environment.
     pub env: Vec<(String, String)>,
+    /// `inherit_env`, default false: the child starts from the gateway's whole environment
+    /// rather than the clean one (`PATH`, `HOME`, `USER`, `LOGNAME`, `SHELL`, `LANG`, `LC_*`,
+    /// `TZ`, `TMPDIR` from the gateway's), so secrets used in `{{ env.X }}` stay out of it.
+    pub inherit_env: bool,
     /// `cwd`.
     pub cwd: Option<PathBuf>,
     /// `stderr`.

@@ -95,6 +95,21 @@ pub(crate) struct RawMcp {
     pub prefix: Option<RawPrefix>,
     /// Default 60 s.
     pub call_timeout: Option<Spanned<RawDuration>>,
+    /// `[mcp.limits]`: defaults for every server's limits (see [`RawLimits`]).
+    pub limits: Option<RawLimits>,
+}
+
+/// `[mcp.limits]` and `[mcp.servers.NAME.limits]`: what one downstream may send or make the
+/// gateway hold. A server's table overrides `[mcp.limits]` key by key.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawLimits {
+    /// Largest message read from a downstream (stdio line, HTTP body, SSE event); default 16 MiB.
+    pub max_message_size: Option<Spanned<RawSize>>,
+    /// stdio: bytes that may wait for a child that does not read its stdin; default 64 MiB.
+    pub max_stdin_queue: Option<Spanned<RawSize>>,
+    /// Notifications a downstream may send per second, the rest dropped; default 1000.
+    pub notifications_per_second: Option<Spanned<u32>>,
 }
 
 /// `tools`.
@@ -129,6 +144,8 @@ pub(crate) struct RawDownstream {
     pub cwd: Option<Spanned<String>>,
     /// stdio: where stderr goes; default "null".
     pub stderr: Option<Spanned<RawStderr>>,
+    /// stdio: pass the gateway's whole environment to the child; default false.
+    pub inherit_env: Option<Spanned<bool>>,
     /// HTTP: the server's URL; default none.
     pub url: Option<Spanned<String>>,
     /// HTTP: transport; default detect.
@@ -145,6 +162,8 @@ pub(crate) struct RawDownstream {
     pub tls: Option<Spanned<RawClientTls>>,
     /// `[rate_limits]`; default unlimited.
     pub rate_limits: Option<RawRateLimits>,
+    /// `[limits]`; default `[mcp.limits]`.
+    pub limits: Option<RawLimits>,
 }
 
 /// `protocol`.
@@ -266,6 +285,61 @@ impl Visitor<'_> for DurationVisitor {
                 ))
             })
     }
+}
+
+/// A size written as a number of bytes or as "16MiB", "512 KiB", "1GiB" (binary units).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawSize(pub u64);
+
+impl<'de> Deserialize<'de> for RawSize {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+struct SizeVisitor;
+
+impl Visitor<'_> for SizeVisitor {
+    type Value = RawSize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a size such as \"16MiB\" or \"512KiB\", or a number of bytes")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSize, E> {
+        parse_size(v).map(RawSize).ok_or_else(|| {
+            E::custom(format!(
+                "invalid size `{v}` (expected e.g. \"16MiB\", \"512KiB\", \"1GiB\" or a number of bytes)"
+            ))
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawSize, E> {
+        Ok(RawSize(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawSize, E> {
+        u64::try_from(v)
+            .map(RawSize)
+            .map_err(|_| E::custom(format!("invalid size `{v}` (a size cannot be negative)")))
+    }
+}
+
+/// "16MiB", "512 KiB", "100B", "4096": binary units, case-insensitive.
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kib" => 10,
+        "mib" => 20,
+        "gib" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 /// `stderr`: "null", "inherit", "pipe" or `{ file = "path" }`.

@@ -8,9 +8,11 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::dispatch::{CallEvent, Dispatcher};
-use super::link::{Lifeline, Link};
+use super::link::{Lifeline, Link, TransportError};
 use crate::mcp::era;
-use crate::mcp::jsonrpc::{self, DOWNSTREAM_TIMEOUT, DOWNSTREAM_UNAVAILABLE, RpcError};
+use crate::mcp::jsonrpc::{
+    self, DOWNSTREAM_TIMEOUT, DOWNSTREAM_UNAVAILABLE, INTERNAL_ERROR, RpcError,
+};
 use crate::mcp::version::LATEST_HANDSHAKE;
 
 /// How long a downstream may take to answer the `server/discover` probe before it is taken
@@ -288,7 +290,9 @@ impl Connection {
             return Err(self.unavailable(error));
         }
         let response = wait_response(&mut events, timeout).await;
-        self.dispatcher.unregister(id);
+        if self.dispatcher.unregister(id) {
+            self.link.withdraw(id);
+        }
         into_result(response.ok_or_else(|| self.timed_out(method, timeout))?)
     }
 
@@ -342,11 +346,18 @@ impl Connection {
         self.link.close().await;
     }
 
-    fn unavailable(&self, error: impl std::fmt::Display) -> RpcError {
-        RpcError::new(
-            DOWNSTREAM_UNAVAILABLE,
-            format!("server '{}' is unavailable: {error}", self.server),
-        )
+    /// The error of a call whose message could not be delivered (or whose answer was refused).
+    fn unavailable(&self, error: TransportError) -> RpcError {
+        match error {
+            // The link is fine; this message was over a limit, which the text names.
+            TransportError::Limit(reason) => {
+                RpcError::new(INTERNAL_ERROR, format!("server '{}' {reason}", self.server))
+            }
+            error => RpcError::new(
+                DOWNSTREAM_UNAVAILABLE,
+                format!("server '{}' is unavailable: {error}", self.server),
+            ),
+        }
     }
 
     fn timed_out(&self, method: &str, timeout: Duration) -> RpcError {
@@ -394,7 +405,7 @@ pub struct CallOptions {
 /// One request in flight on a downstream. Dropping it before its response cancels it there.
 pub struct Call {
     id: u64,
-    events: mpsc::UnboundedReceiver<CallEvent>,
+    events: mpsc::Receiver<CallEvent>,
     connection: Arc<Connection>,
     finished: bool,
 }
@@ -425,6 +436,10 @@ impl Drop for Call {
         if self.finished || !self.connection.dispatcher.unregister(self.id) {
             return;
         }
+        // Never written (a child behind on reading): nothing to cancel, and it is not written.
+        if self.connection.link.withdraw(self.id) {
+            return;
+        }
         let connection = self.connection.clone();
         let params = json!({"requestId": self.id, "reason": "cancelled by the gateway's client"});
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -437,10 +452,7 @@ impl Drop for Call {
     }
 }
 
-async fn wait_response(
-    events: &mut mpsc::UnboundedReceiver<CallEvent>,
-    timeout: Duration,
-) -> Option<Value> {
+async fn wait_response(events: &mut mpsc::Receiver<CallEvent>, timeout: Duration) -> Option<Value> {
     let wait = async {
         while let Some(event) = events.recv().await {
             if let CallEvent::Response(response) = event {

@@ -10,15 +10,27 @@
 //! refresh, never ask); with several in flight nothing says which call asked, so the request is
 //! refused. Every reply to the downstream goes out through one
 //! channel, which the connection drains onto its link.
+//!
+//! What the downstream sends on its own passes its [`Intake`] first. A call's events wait in a
+//! bounded channel (a client that does not read its progress loses some, the gateway holds no
+//! more than [`CALL_EVENTS`] of them); a slot of it is reserved for the response, so that is
+//! never lost, and comes after every event sent before it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::intake::{Dropped, Intake};
 use crate::mcp::jsonrpc::{self, INTERNAL_ERROR, Kind, METHOD_NOT_FOUND, RpcError};
+
+/// Notifications and requests that may wait for one call's reader.
+pub const CALL_EVENTS: usize = 128;
+/// Replies to the downstream's own requests that may wait to be sent; past it, its further
+/// requests are dropped unanswered (a server that pings faster than it reads the answers).
+pub const UNSENT_REPLIES: usize = 256;
 
 /// Something a downstream sent about one in-flight call.
 #[derive(Debug)]
@@ -123,8 +135,15 @@ impl Drop for ServerRequest {
 
 /// A call waiting for its response.
 struct Pending {
-    events: mpsc::UnboundedSender<CallEvent>,
+    events: mpsc::Sender<CallEvent>,
+    response: mpsc::OwnedPermit<CallEvent>,
     for_client: bool,
+}
+
+impl Pending {
+    fn respond(self, response: Value) {
+        self.response.send(CallEvent::Response(response));
+    }
 }
 
 /// Pending calls of one downstream connection.
@@ -132,37 +151,100 @@ pub struct Dispatcher {
     // A std Mutex: the critical sections are a map insert/remove, never an `.await`.
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
-    server_notifications: mpsc::UnboundedSender<Value>,
+    intake: Arc<Intake>,
     replies: mpsc::UnboundedSender<Value>,
+    // Every admitted request yields exactly one reply (an unanswered one refuses itself), so
+    // this counts what `replies` holds or is being sent; see [`Dispatcher::reply_sent`].
+    unsent_replies: AtomicUsize,
 }
 
 impl Dispatcher {
-    /// A dispatcher whose unaddressed notifications go to `server_notifications` and whose
-    /// replies to the downstream go to `replies`.
-    pub fn new(
-        server_notifications: mpsc::UnboundedSender<Value>,
-        replies: mpsc::UnboundedSender<Value>,
-    ) -> Self {
+    /// A dispatcher that admits what the downstream sends on its own through `intake` and
+    /// whose replies to the downstream go to `replies`.
+    pub fn new(intake: Arc<Intake>, replies: mpsc::UnboundedSender<Value>) -> Self {
         Self {
             pending: Mutex::default(),
             next_id: AtomicU64::new(1),
-            server_notifications,
+            intake,
             replies,
+            unsent_replies: AtomicUsize::new(0),
         }
     }
 
-    /// Reserves an id for a new call and the channel its events arrive on. `for_client` says
+    /// Tells that one reply from `replies` has been sent (or given up on).
+    pub fn reply_sent(&self) {
+        self.unsent_replies.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The admission policy (and limits) of this connection's downstream.
+    pub fn intake(&self) -> &Arc<Intake> {
+        &self.intake
+    }
+
+    /// Reserves an id for a new call and the channels its events arrive on. `for_client` says
     /// whether it relays a client's request (see the module doc).
-    pub fn register(&self, for_client: bool) -> (u64, mpsc::UnboundedReceiver<CallEvent>) {
+    pub fn register(&self, for_client: bool) -> (u64, mpsc::Receiver<CallEvent>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (events, receiver) = mpsc::unbounded_channel();
-        self.lock().insert(id, Pending { events, for_client });
+        let (events, receiver) = mpsc::channel(CALL_EVENTS + 1);
+        let response = events
+            .clone()
+            .try_reserve_owned()
+            .expect("BUG: a new channel has room");
+        let pending = Pending {
+            events,
+            response,
+            for_client,
+        };
+        self.lock().insert(id, pending);
         (id, receiver)
+    }
+
+    /// Answers call `id` with `error` (e.g. its response was too big to read). Returns whether
+    /// the call was still pending.
+    pub fn fail(&self, id: u64, error: &RpcError) -> bool {
+        let Some(call) = self.lock().remove(&id) else {
+            return false;
+        };
+        call.respond(error.to_response(Value::from(id)));
+        true
     }
 
     /// Forgets a call (finished, timed out or abandoned). Returns whether it was still pending.
     pub fn unregister(&self, id: u64) -> bool {
         self.lock().remove(&id).is_some()
+    }
+
+    /// Handles a message that exceeded `max_message_size`, of which only `head` was kept: the
+    /// call it answered (the one whose stream carried it, or the one its id names) fails with
+    /// an error naming the limit.
+    pub fn oversized(&self, head: &[u8], stream_of: Option<u64>) {
+        self.intake.dropped(Dropped::Oversized);
+        let id = super::oversized::top_level_id(head).or(stream_of);
+        if let Some(id) = id {
+            let error = super::oversized::error(self.intake.server(), self.intake.limits());
+            self.fail(id, &error);
+        }
+    }
+
+    /// Parses and routes one message (a stdio line, an SSE event's data); one that is not JSON
+    /// (or not UTF-8) is dropped and counted.
+    pub fn dispatch_bytes(&self, line: &[u8], stream_of: Option<u64>) {
+        match serde_json::from_slice(line) {
+            Ok(message) => self.dispatch_all(message, stream_of),
+            Err(_) => self.intake.dropped(Dropped::Malformed),
+        }
+    }
+
+    /// Routes one message, or each message of a batch.
+    pub fn dispatch_all(&self, message: Value, stream_of: Option<u64>) {
+        match message {
+            Value::Array(batch) => {
+                for message in batch {
+                    self.dispatch(message, stream_of);
+                }
+            }
+            single => self.dispatch(single, stream_of),
+        }
     }
 
     /// Routes one message read from the downstream. `stream_of` is the call whose HTTP response
@@ -173,17 +255,25 @@ impl Dispatcher {
                 if let Some(id) = message.get("id").and_then(Value::as_u64)
                     && let Some(call) = self.lock().remove(&id)
                 {
-                    let _ = call.events.send(CallEvent::Response(message));
+                    call.respond(message);
                 }
             }
-            Some(Kind::Notification) => self.route_notification(message, stream_of),
-            Some(Kind::Request) => self.route_request(message, stream_of),
-            None => tracing::debug!("ignoring a message that is not JSON-RPC 2.0"),
+            Some(Kind::Notification) if self.intake.admit() => {
+                self.route_notification(message, stream_of)
+            }
+            Some(Kind::Request) if self.intake.admit() => self.route_request(message, stream_of),
+            // Over the rate: dropped unanswered, as a reply would queue what the limit bounds.
+            Some(Kind::Notification | Kind::Request) => {}
+            None => self.intake.dropped(Dropped::Malformed),
         }
     }
 
     /// `ping` is answered here; other requests go to the call they serve, if one can be told.
     fn route_request(&self, message: Value, stream_of: Option<u64>) {
+        if self.unsent_replies.fetch_add(1, Ordering::Relaxed) >= UNSENT_REPLIES {
+            self.unsent_replies.fetch_sub(1, Ordering::Relaxed);
+            return self.intake.dropped(Dropped::Backlog);
+        }
         let request = ServerRequest::new(message, self.replies.clone());
         if request.method() == "ping" {
             let id = request.id();
@@ -202,8 +292,8 @@ impl Dispatcher {
         };
         match call {
             Some(call) => {
-                // A call that is gone drops the request, which then answers itself.
-                let _ = call.events.send(CallEvent::Request(request));
+                // A call that is gone or not reading drops the request, which answers itself.
+                let _ = call.events.try_send(CallEvent::Request(request));
             }
             None => {
                 drop(pending);
@@ -221,18 +311,22 @@ impl Dispatcher {
         if let Some(id) = addressed
             && let Some(call) = self.lock().get(&id)
         {
-            let _ = call.events.send(CallEvent::Notification(message));
+            if call
+                .events
+                .try_send(CallEvent::Notification(message))
+                .is_err()
+            {
+                self.intake.dropped(Dropped::Backlog);
+            }
             return;
         }
-        let _ = self.server_notifications.send(message);
+        self.intake.server_notification(message);
     }
 
     /// Fails every pending call with `error` (the connection is gone).
     pub fn fail_all(&self, error: &RpcError) {
         for (id, call) in self.lock().drain() {
-            let _ = call
-                .events
-                .send(CallEvent::Response(error.to_response(Value::from(id))));
+            call.respond(error.to_response(Value::from(id)));
         }
     }
 
@@ -259,20 +353,24 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::downstream::changes::Change;
 
-    fn dispatcher() -> (Dispatcher, mpsc::UnboundedReceiver<Value>) {
+    fn dispatcher() -> (Dispatcher, mpsc::Receiver<Value>) {
         dispatcher_with_replies().0
     }
 
     type Channels = (
-        (Dispatcher, mpsc::UnboundedReceiver<Value>),
+        (Dispatcher, mpsc::Receiver<Value>),
         mpsc::UnboundedReceiver<Value>,
     );
 
     fn dispatcher_with_replies() -> Channels {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (intake, _, receiver) = crate::downstream::intake::tests::intake(1000);
         let (replies, replied) = mpsc::unbounded_channel();
-        ((Dispatcher::new(sender, replies), receiver), replied)
+        (
+            (Dispatcher::new(Arc::new(intake), replies), receiver),
+            replied,
+        )
     }
 
     #[test]
@@ -291,9 +389,54 @@ mod tests {
     #[test]
     fn unaddressed_notifications_go_to_the_server_channel() {
         let (dispatcher, mut server) = dispatcher();
+        let log = json!({"jsonrpc":"2.0","method":"notifications/message","params":{}});
+        dispatcher.dispatch(log.clone(), None);
+        assert_eq!(server.try_recv().unwrap(), log);
+    }
+
+    #[tokio::test]
+    async fn list_changes_only_raise_a_flag() {
+        let (intake, lists, mut server) = crate::downstream::intake::tests::intake(u32::MAX);
+        let (replies, _replied) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher::new(Arc::new(intake), replies);
         let changed = json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"});
-        dispatcher.dispatch(changed.clone(), None);
-        assert_eq!(server.try_recv().unwrap(), changed);
+        for _ in 0..10_000 {
+            dispatcher.dispatch(changed.clone(), None);
+        }
+        assert!(server.try_recv().is_err(), "nothing is queued");
+        assert_eq!(lists.take().await, [Change::Tools]);
+    }
+
+    #[test]
+    fn a_flood_of_progress_keeps_a_bounded_backlog_and_the_response() {
+        let (dispatcher, _server) = dispatcher();
+        let (id, mut events) = dispatcher.register(true);
+        let progress = json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken": id}});
+        for _ in 0..CALL_EVENTS * 4 {
+            dispatcher.dispatch(progress.clone(), None);
+        }
+        dispatcher.dispatch(json!({"jsonrpc":"2.0","id": id, "result": {}}), None);
+        let mut notifications = 0;
+        while let Ok(event) = events.try_recv() {
+            match event {
+                CallEvent::Notification(_) => notifications += 1,
+                CallEvent::Response(_) => break,
+                CallEvent::Request(_) => panic!("no request was sent"),
+            }
+        }
+        assert_eq!(notifications, CALL_EVENTS);
+    }
+
+    #[test]
+    fn a_failed_call_gets_the_error_as_its_response() {
+        let (dispatcher, _server) = dispatcher();
+        let (id, mut events) = dispatcher.register(true);
+        assert!(dispatcher.fail(id, &RpcError::new(-1, "too big")));
+        let Ok(CallEvent::Response(response)) = events.try_recv() else {
+            panic!("no response")
+        };
+        assert_eq!(response["error"]["message"], "too big");
+        assert!(!dispatcher.fail(id, &RpcError::new(-1, "again")));
     }
 
     #[test]
@@ -318,6 +461,21 @@ mod tests {
             };
             assert_eq!(response["error"]["message"], "gone");
         }
+    }
+
+    #[test]
+    fn replies_waiting_to_be_sent_are_bounded() {
+        let ((dispatcher, _server), replies) = dispatcher_with_replies();
+        for i in 0..UNSENT_REPLIES * 2 {
+            dispatcher.dispatch(json!({"jsonrpc":"2.0","id": i,"method":"ping"}), None);
+        }
+        assert_eq!(replies.len(), UNSENT_REPLIES);
+        dispatcher.reply_sent();
+        dispatcher.dispatch(
+            json!({"jsonrpc":"2.0","id":"one more","method":"ping"}),
+            None,
+        );
+        assert_eq!(replies.len(), UNSENT_REPLIES + 1);
     }
 
     #[test]

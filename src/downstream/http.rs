@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -107,21 +107,39 @@ impl HttpLink {
                 .lifeline
                 .end("the server ended the session (HTTP 404)");
         }
+        let sent = authorization.or(self.0.auth.as_ref());
         if !status.is_success() {
-            return Err(status_error(response).await);
+            return Err(status_error(response, sent).await);
         }
         if is_event_stream(&response) {
             let link = self.clone();
             tokio::spawn(async move { link.pump(response.into_body(), call).await });
             return Ok(());
         }
-        let body = response.into_body().collect().await.map_err(|error| {
-            TransportError::Connect(format!("reading the answer failed: {error}"))
-        })?;
-        let answer: Value = serde_json::from_slice(&body.to_bytes())
+        let body = self.read_body(response.into_body()).await?;
+        let answer: Value = serde_json::from_slice(&body)
             .map_err(|error| TransportError::Invalid(format!("the body is not JSON: {error}")))?;
-        self.deliver(answer, call);
+        self.0.dispatcher.dispatch_all(answer, call);
         Ok(())
+    }
+
+    /// A JSON answer, read only up to `max_message_size`.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, TransportError> {
+        let intake = self.0.dispatcher.intake();
+        let max = intake.limits().max_message_size;
+        match Limited::new(body, max).collect().await {
+            Ok(body) => Ok(body.to_bytes()),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                intake.dropped(super::intake::Dropped::Oversized);
+                Err(TransportError::Limit(super::oversized::describe(
+                    intake.server(),
+                    intake.limits(),
+                )))
+            }
+            Err(error) => Err(TransportError::Connect(format!(
+                "reading the answer failed: {error}"
+            ))),
+        }
     }
 
     /// Keeps a stateless `subscriptions/listen` request open (re-sent when the server ends
@@ -232,18 +250,8 @@ impl HttpLink {
     async fn pump(&self, body: Incoming, call: Option<u64>) {
         let token = self.0.lifeline.token();
         tokio::select! {
-            _ = read_events(body, |message| self.deliver(message, call)) => {}
+            _ = read_events(body, &self.0.dispatcher, call) => {}
             _ = token.cancelled() => {}
-        }
-    }
-
-    fn deliver(&self, answer: Value, call: Option<u64>) {
-        let messages = match answer {
-            Value::Array(batch) => batch,
-            single => vec![single],
-        };
-        for message in messages {
-            self.0.dispatcher.dispatch(message, call);
         }
     }
 }
@@ -274,21 +282,22 @@ fn add_routing_headers(headers: &mut http::HeaderMap, message: &Value) {
     }
 }
 
-/// Reads an SSE body to its end, handing each JSON message to `deliver`. Events without data
-/// (priming events) and non-JSON data are skipped.
-pub async fn read_events(mut body: Incoming, mut deliver: impl FnMut(Value)) {
-    let mut parser = sse::Parser::default();
+/// Reads an SSE body to its end, handing each message to `dispatcher` (as carried by the stream
+/// of `call`, if any). Events without data (priming events) are skipped, non-JSON data and
+/// events over `max_message_size` are dropped and counted.
+pub async fn read_events(mut body: Incoming, dispatcher: &Dispatcher, call: Option<u64>) {
+    let mut parser = sse::Parser::new(dispatcher.intake().limits().max_message_size);
     while let Some(Ok(frame)) = body.frame().await {
         let Some(chunk) = frame.data_ref() else {
             continue;
         };
-        for event in parser.feed(chunk) {
-            if (event.event.is_empty() || event.event == "message")
-                && let Ok(message) = serde_json::from_str(&event.data)
-            {
-                deliver(message);
+        parser.feed_with(chunk, |item| match item {
+            sse::Item::Event(event) if event.event.is_empty() || event.event == "message" => {
+                dispatcher.dispatch_bytes(event.data.as_bytes(), call);
             }
-        }
+            sse::Item::Event(_) => {}
+            sse::Item::Oversized(head) => dispatcher.oversized(&head, call),
+        });
     }
 }
 
@@ -361,18 +370,27 @@ pub fn connect_error(error: hyper_util::client::legacy::Error) -> TransportError
     TransportError::Connect(message)
 }
 
-/// An unexpected status with the start of its body.
-pub async fn status_error(response: http::Response<Incoming>) -> TransportError {
+/// An unexpected status with a sanitized excerpt of its body, which never holds `sent`, the
+/// `Authorization` the request carried (see `downstream::excerpt`).
+pub async fn status_error(
+    response: http::Response<Incoming>,
+    sent: Option<&HeaderValue>,
+) -> TransportError {
     let status = response.status().as_u16();
-    let body = tokio::time::timeout(Duration::from_secs(2), response.into_body().collect())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|body| body.to_bytes())
-        .unwrap_or_default();
-    let body = String::from_utf8_lossy(&body[..body.len().min(300)])
-        .trim()
-        .to_owned();
+    let mut body = response.into_body();
+    let mut start = Vec::new();
+    let read = async {
+        while start.len() < super::excerpt::READ_LIMIT
+            && let Some(Ok(frame)) = body.frame().await
+        {
+            if let Some(chunk) = frame.data_ref() {
+                let room = super::excerpt::READ_LIMIT - start.len();
+                start.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+    let body = super::excerpt::excerpt(&start, sent);
     TransportError::Status { status, body }
 }
 

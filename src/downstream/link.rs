@@ -29,6 +29,9 @@ pub enum TransportError {
     /// The server answered with something that is not JSON-RPC.
     #[error("invalid answer: {0}")]
     Invalid(String),
+    /// A limit of `[mcp.limits]` was reached (the message says which and how to raise it).
+    #[error("{0}")]
+    Limit(String),
 }
 
 /// A connection's transport.
@@ -64,9 +67,18 @@ impl Link {
         extra: &HeaderMap,
     ) -> Result<(), TransportError> {
         match self {
-            Link::Stdio(link) => link.send(encode_line(message)),
+            Link::Stdio(link) => link.send(call, encode_line(message)),
             Link::Http(link) => link.post_with(message, call, authorization, extra).await,
             Link::Sse(link) => link.post(message, authorization).await,
+        }
+    }
+
+    /// Takes back the request of `call` if it was not sent yet (a stdio child that is behind
+    /// on reading); returns whether it was, so that no cancellation follows it.
+    pub fn withdraw(&self, call: u64) -> bool {
+        match self {
+            Link::Stdio(link) => link.withdraw(call),
+            Link::Http(_) | Link::Sse(_) => false,
         }
     }
 
@@ -85,15 +97,15 @@ impl Link {
             Link::Stdio(link) => {
                 // Over stdio the stream's notifications simply arrive on stdout; it ends with
                 // a cancellation of the listen request.
-                let _ = link.send(encode_line(&request));
+                let _ = link.send(None, encode_line(&request));
                 let cancelled = crate::mcp::jsonrpc::notification(
                     "notifications/cancelled",
                     Some(serde_json::json!({"requestId": request["id"]})),
                 );
-                let writer = link.writer();
+                let queue = link.queue();
                 tokio::spawn(async move {
                     stop.cancelled().await;
-                    let _ = writer.send(encode_line(&cancelled));
+                    let _ = queue.push(None, encode_line(&cancelled));
                 });
             }
             Link::Http(link) => link.listen(request, stop),

@@ -5,14 +5,21 @@
 //! reconnects with backoff. Calls run on a [`connection::Connection`], many at once.
 
 mod backoff;
+pub mod changes;
 pub mod connection;
 pub mod dispatch;
+mod excerpt;
 pub mod http;
+pub mod intake;
+pub mod lines;
 pub mod link;
+mod oversized;
 pub mod sse;
+mod stdin_queue;
 pub mod stdio;
 pub mod supervisor;
 
+pub use changes::{Change, ChangeSignal};
 pub use connection::{Call, CallOptions, Watch};
 pub use dispatch::{CallEvent, ServerRequest};
-pub use supervisor::{Change, Downstream, Events, Lists};
+pub use supervisor::{Downstream, Events, Lists};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -55,7 +55,7 @@ impl SseLink {
         }
         let response = client.request(request).await.map_err(connect_error)?;
         if !response.status().is_success() {
-            return Err(status_error(response).await);
+            return Err(status_error(response, auth.as_ref()).await);
         }
         if !is_event_stream(&response) {
             return Err(TransportError::Invalid(
@@ -63,7 +63,7 @@ impl SseLink {
             ));
         }
         let mut body = response.into_body();
-        let mut parser = sse::Parser::default();
+        let mut parser = sse::Parser::new(dispatcher.intake().limits().max_message_size);
         let wait = match message_url {
             Some(_) => ANNOUNCE_GRACE,
             None => ENDPOINT_WAIT,
@@ -86,9 +86,8 @@ impl SseLink {
         }));
         tokio::spawn(async move {
             let token = lifeline.token();
-            let deliver = |message: Value| dispatcher.dispatch(message, None);
             tokio::select! {
-                _ = read_events(body, deliver) => lifeline.end("the SSE stream closed"),
+                _ = read_events(body, &dispatcher, None) => lifeline.end("the SSE stream closed"),
                 _ = token.cancelled() => {}
             }
         });
@@ -107,7 +106,8 @@ impl SseLink {
         *request.uri_mut() = self.0.post_url.clone();
         let headers = request.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(auth) = authorization.or(self.0.auth.as_ref()) {
+        let sent = authorization.or(self.0.auth.as_ref());
+        if let Some(auth) = sent {
             headers.insert(AUTHORIZATION, auth.clone());
         }
         let response = self
@@ -117,10 +117,13 @@ impl SseLink {
             .await
             .map_err(connect_error)?;
         if !response.status().is_success() {
-            return Err(status_error(response).await);
+            return Err(status_error(response, sent).await);
         }
-        // The answer travels on the event stream; the POST body is only an acknowledgement.
-        let _ = response.into_body().collect().await;
+        // The answer travels on the event stream; the POST body is only an acknowledgement,
+        // read (bounded) only so the connection can be reused.
+        let _ = Limited::new(response.into_body(), super::excerpt::READ_LIMIT)
+            .collect()
+            .await;
         Ok(())
     }
 

@@ -1,7 +1,13 @@
 //! Downstream MCP servers as child processes: newline-delimited JSON-RPC on stdin/stdout.
 //!
 //! One writer task owns stdin and one reader task owns stdout, so any number of calls can be in
-//! flight at once (they are told apart by id, see [`super::dispatch`]).
+//! flight at once (they are told apart by id, see [`super::dispatch`]). What waits for stdin is
+//! bounded (`StdinQueue`), and so is every line read ([`LineReader`]); a line that is not JSON
+//! is skipped, whatever bytes it holds.
+//!
+//! A child starts from a clean environment, as systemd starts a service: the variables of
+//! [`BASE_ENV`] (and `LC_*`) taken from the gateway's, then the server's `env`. Secrets the
+//! gateway reads with `{{ env.X }}` are not passed on unless the server sets `inherit_env`.
 
 use std::process::Stdio as ProcessStdio;
 use std::sync::Arc;
@@ -10,22 +16,32 @@ use std::time::Duration;
 use bytes::Bytes;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch::Dispatcher;
+use super::lines::{Line, LineReader};
 use super::link::{Lifeline, TransportError};
+use super::stdin_queue::{Refused, StdinQueue};
 use crate::config::{StderrTarget, Stdio};
 use crate::mcp::jsonrpc::{DOWNSTREAM_UNAVAILABLE, RpcError};
 
 /// How long a child gets to exit after its stdin is closed, and again after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// The variables a child gets from the gateway's environment (when set there), besides `LC_*`.
+pub const BASE_ENV: [&str; 9] = [
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+/// `PATH` of a child when the gateway has none (systemd's default for services).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Longest stderr line logged whole ("pipe"); longer ones are logged truncated.
+const MAX_STDERR_LINE: usize = 16 * 1024;
 
 /// The running child of one stdio downstream.
 pub struct StdioLink {
-    writer: mpsc::UnboundedSender<Bytes>,
+    queue: Arc<StdinQueue>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     lifeline: Arc<Lifeline>,
 }
@@ -46,12 +62,14 @@ impl StdioLink {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(log_stderr(server.clone(), stderr));
         }
-        let (writer, queue) = mpsc::unbounded_channel();
+        let limits = *dispatcher.intake().limits();
+        let queue = Arc::new(StdinQueue::new(limits.max_stdin_queue));
         let (stop, stop_requested) = oneshot::channel();
         let close_stdin = CancellationToken::new();
-        tokio::spawn(write_loop(stdin, queue, close_stdin.clone()));
+        tokio::spawn(write_loop(stdin, queue.clone(), close_stdin.clone()));
         let stdout_closed = CancellationToken::new();
-        tokio::spawn(read_loop(stdout, dispatcher.clone(), stdout_closed.clone()));
+        let reader = LineReader::new(stdout, limits.max_message_size);
+        tokio::spawn(read_loop(reader, dispatcher.clone(), stdout_closed.clone()));
         let waiter = Waiter {
             server: server.clone(),
             dispatcher,
@@ -61,25 +79,37 @@ impl StdioLink {
         };
         tokio::spawn(waiter.run(child, stop_requested));
         Ok(Self {
-            writer,
+            queue,
             stop: std::sync::Mutex::new(Some(stop)),
             lifeline,
         })
     }
 
-    /// Queues one encoded line for the child's stdin.
-    pub fn send(&self, line: Bytes) -> Result<(), TransportError> {
+    /// Queues one encoded line for the child's stdin; `call` is the call it starts, if any.
+    pub fn send(&self, call: Option<u64>, line: Bytes) -> Result<(), TransportError> {
         if self.lifeline.is_ended() {
             return Err(TransportError::Closed("the process has exited".into()));
         }
-        self.writer
-            .send(line)
-            .map_err(|_| TransportError::Closed("the process's stdin is closed".into()))
+        self.queue
+            .push(call, line)
+            .map_err(|refused| match refused {
+                Refused::Full { queued } => TransportError::Limit(format!(
+                    "cannot take the call: {queued} bytes already wait for the process to read its \
+                 stdin (limit: `max_stdin_queue` = {} bytes); it may be stuck",
+                    self.queue.max_bytes()
+                )),
+                Refused::Closed => TransportError::Closed("the process's stdin is closed".into()),
+            })
     }
 
-    /// A handle on the stdin queue, for messages sent later by other tasks.
-    pub fn writer(&self) -> mpsc::UnboundedSender<Bytes> {
-        self.writer.clone()
+    /// Takes back the message of `call` if it was not written yet; returns whether it was.
+    pub fn withdraw(&self, call: u64) -> bool {
+        self.queue.withdraw(call)
+    }
+
+    /// The stdin queue, for messages sent later by other tasks.
+    pub fn queue(&self) -> Arc<StdinQueue> {
+        self.queue.clone()
     }
 
     /// Stops the child: close stdin, then SIGTERM, then SIGKILL, each after a grace period.
@@ -98,6 +128,9 @@ impl StdioLink {
 
 fn command(config: &Stdio) -> Command {
     let mut command = Command::new(&config.program);
+    if !config.inherit_env {
+        command.env_clear().envs(base_env(std::env::vars_os()));
+    }
     command
         .args(&config.args)
         .envs(config.env.iter().map(|(key, value)| (key, value)))
@@ -112,6 +145,22 @@ fn command(config: &Stdio) -> Command {
         command.current_dir(cwd);
     }
     command
+}
+
+/// The clean environment's variables out of the gateway's `environment`.
+fn base_env(
+    environment: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut kept: Vec<_> = environment
+        .filter(|(key, _)| {
+            let key = key.to_string_lossy();
+            BASE_ENV.contains(&key.as_ref()) || key.starts_with("LC_")
+        })
+        .collect();
+    if !kept.iter().any(|(key, _)| key == "PATH") {
+        kept.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    kept
 }
 
 fn stderr(target: &StderrTarget) -> ProcessStdio {
@@ -131,38 +180,38 @@ fn stderr(target: &StderrTarget) -> ProcessStdio {
     }
 }
 
-async fn write_loop(
-    stdin: ChildStdin,
-    mut queue: mpsc::UnboundedReceiver<Bytes>,
-    close: CancellationToken,
-) {
+async fn write_loop(stdin: ChildStdin, queue: Arc<StdinQueue>, close: CancellationToken) {
     let mut stdin = BufWriter::new(stdin);
-    while let Some(line) = tokio::select! {
-        line = queue.recv() => line,
-        _ = close.cancelled() => None,
-    } {
-        if stdin.write_all(&line).await.is_err() {
-            return;
+    // A write blocked on a child that does not read is dropped with its message at `close`.
+    let write = async {
+        while let Some(line) = queue.pop().await {
+            if stdin.write_all(&line).await.is_err() {
+                return;
+            }
+            // Flush only when nothing else is queued: one write carries a burst of calls.
+            if queue.is_empty() && stdin.flush().await.is_err() {
+                return;
+            }
         }
-        // Flush only when nothing else is queued: one write carries a burst of calls.
-        if queue.is_empty() && stdin.flush().await.is_err() {
-            return;
-        }
+    };
+    tokio::select! {
+        () = write => {}
+        _ = close.cancelled() => {}
     }
+    queue.close();
 }
 
 async fn read_loop(
-    stdout: ChildStdout,
+    mut reader: LineReader<ChildStdout>,
     dispatcher: Arc<Dispatcher>,
     stdout_closed: CancellationToken,
 ) {
-    let mut lines = BufReader::new(stdout).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let Ok(message) = serde_json::from_str(&line) else {
-            tracing::debug!("ignoring a stdout line that is not JSON");
-            continue;
-        };
-        dispatcher.dispatch(message, None);
+    while let Ok(Some(line)) = reader.next_line().await {
+        match line {
+            Line::Complete(line) if line.trim_ascii().is_empty() => {}
+            Line::Complete(line) => dispatcher.dispatch_bytes(line, None),
+            Line::Oversized(head) => dispatcher.oversized(head, None),
+        }
     }
     stdout_closed.cancel();
 }
@@ -222,8 +271,35 @@ fn exit_reason(status: std::io::Result<std::process::ExitStatus>) -> String {
 }
 
 async fn log_stderr(server: Arc<str>, stderr: tokio::process::ChildStderr) {
-    let mut lines = BufReader::new(stderr).lines();
+    let mut lines = LineReader::new(stderr, MAX_STDERR_LINE);
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(server = %server, "stderr: {line}");
+        let (Line::Complete(text) | Line::Oversized(text)) = &line;
+        let cut = if matches!(line, Line::Oversized(_)) {
+            " [truncated]"
+        } else {
+            ""
+        };
+        let text = String::from_utf8_lossy(text);
+        tracing::info!(server = %server, "stderr: {text}{cut}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clean_environment_keeps_only_the_base_variables() {
+        let gateway = [
+            ("PATH", "/bin"),
+            ("HOME", "/h"),
+            ("LC_TIME", "C"),
+            ("API_TOKEN", "s3cret"),
+        ];
+        let kept = base_env(gateway.iter().map(|(k, v)| (k.into(), v.into())));
+        let keys: Vec<_> = kept.iter().map(|(key, _)| key.to_str().unwrap()).collect();
+        assert_eq!(keys, ["PATH", "HOME", "LC_TIME"]);
+        let without_path = base_env(std::iter::empty());
+        assert_eq!(without_path, [("PATH".into(), DEFAULT_PATH.into())]);
     }
 }

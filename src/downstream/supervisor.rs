@@ -13,36 +13,29 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
+use super::changes::{Change, ChangeSignal};
 use super::connection::{Call, CallOptions, Connection, Watch};
 use super::dispatch::Dispatcher;
 use super::http::{HttpClient, HttpLink};
+use super::intake::{Intake, NOTIFICATION_BACKLOG};
 use super::link::{Lifeline, Link, TransportError};
 use super::sse::SseLink;
 use super::stdio::StdioLink;
 use crate::config::{self, Auth, HttpProtocol, Transport};
 use crate::mcp::jsonrpc::{DOWNSTREAM_UNAVAILABLE, RpcError};
+use crate::metrics::Metrics;
 
 /// Upper bound on pages followed for one list (a server that never stops paginating).
 const MAX_PAGES: usize = 1000;
 /// A connection that lived this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 
-/// Which list of a downstream changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// `tools/list`.
-    Tools,
-    /// `prompts/list`.
-    Prompts,
-    /// `resources/list` and `resources/templates/list`.
-    Resources,
-}
-
 /// What the supervisors tell the rest of the gateway.
 #[derive(Clone)]
 pub struct Events {
-    /// What changed (the catalog is rebuilt from every downstream's lists).
-    pub changes: mpsc::UnboundedSender<Change>,
+    /// What changed (the catalog is rebuilt from every downstream's lists): flags, so a
+    /// downstream announcing changes in a loop costs one rebuild at a time.
+    pub changes: Arc<ChangeSignal>,
     /// Notifications for every connected client (log messages, resource updates).
     pub broadcast: broadcast::Sender<Value>,
 }
@@ -74,11 +67,16 @@ pub struct Downstream {
     // URI -> its watch on the current connection; renewed on each new connection, since a
     // session's subscriptions die with it. A std Mutex: never held across `.await`.
     watched: Mutex<HashMap<String, Watch>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Downstream {
     /// A downstream that is not connected yet. `client` is required for HTTP transports.
-    pub fn new(config: config::Downstream, client: Option<HttpClient>) -> Self {
+    pub fn new(
+        config: config::Downstream,
+        client: Option<HttpClient>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             name: config.name.as_str().into(),
             config,
@@ -87,6 +85,7 @@ impl Downstream {
             lists: ArcSwap::default(),
             last_error: Mutex::default(),
             watched: Mutex::default(),
+            metrics,
         }
     }
 
@@ -199,15 +198,27 @@ impl Downstream {
         let mut backoff = Backoff::default();
         loop {
             let started = Instant::now();
-            let (notifications, receiver) = mpsc::unbounded_channel();
+            let (notifications, receiver) = mpsc::channel(NOTIFICATION_BACKLOG);
+            let lists = Arc::new(ChangeSignal::default());
+            let intake = Intake::new(
+                self.name.clone(),
+                self.config.limits,
+                &self.metrics,
+                lists.clone(),
+                notifications,
+            );
             let attempt = tokio::select! {
-                attempt = self.connect(notifications) => attempt,
+                attempt = self.connect(Arc::new(intake)) => attempt,
                 _ = shutdown.cancelled() => return,
             };
             match attempt {
                 Ok(connection) => {
                     *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    let served = self.serve(&events, connection, receiver, &shutdown).await;
+                    let incoming = Incoming {
+                        lists,
+                        notifications: receiver,
+                    };
+                    let served = self.serve(&events, connection, incoming, &shutdown).await;
                     let Some(reason) = served else { return };
                     tracing::warn!(server = %self.name, %reason, "downstream disconnected; reconnecting");
                     if started.elapsed() > STABLE_AFTER {
@@ -228,28 +239,27 @@ impl Downstream {
         &self,
         events: &Events,
         connection: Arc<Connection>,
-        mut notifications: mpsc::UnboundedReceiver<Value>,
+        mut incoming: Incoming,
         shutdown: &CancellationToken,
     ) -> Option<String> {
-        for change in [Change::Tools, Change::Prompts, Change::Resources] {
+        for change in Change::ALL {
             self.refresh(&connection, change).await;
         }
         self.current.store(Some(connection.clone()));
         self.renew_watches(&connection).await;
         let tools = self.lists.load().tools.len();
         tracing::info!(server = %self.name, tools, version = %connection.peer().protocol_version, "downstream connected");
-        for change in [Change::Tools, Change::Prompts, Change::Resources] {
-            let _ = events.changes.send(change);
+        for change in Change::ALL {
+            events.changes.raise(change);
         }
         let lifeline = connection.lifeline().clone();
-        let reason = loop {
-            tokio::select! {
-                reason = lifeline.ended() => break Some(reason),
-                Some(notification) = notifications.recv() => {
-                    self.on_notification(events, &connection, notification).await;
-                }
-                _ = shutdown.cancelled() => break None,
-            }
+        // Refreshes and relayed notifications run side by side: a slow listing does not hold
+        // up log messages, and changes raised meanwhile are refreshed once, next.
+        let reason = tokio::select! {
+            reason = lifeline.ended() => Some(reason),
+            () = self.follow_changes(events, &connection, &incoming.lists) => None,
+            () = self.relay(events, &mut incoming.notifications) => None,
+            _ = shutdown.cancelled() => None,
         };
         self.current.store(None);
         if reason.is_none() {
@@ -258,45 +268,52 @@ impl Downstream {
         reason
     }
 
-    async fn on_notification(
+    /// Refreshes each list the downstream says changed, one refresh at a time per connection.
+    async fn follow_changes(
         &self,
         events: &Events,
         connection: &Arc<Connection>,
-        mut notification: Value,
+        lists: &ChangeSignal,
     ) {
-        let change = match notification.get("method").and_then(Value::as_str) {
-            Some("notifications/tools/list_changed") => Some(Change::Tools),
-            Some("notifications/prompts/list_changed") => Some(Change::Prompts),
-            Some("notifications/resources/list_changed") => Some(Change::Resources),
-            // For a call that is already gone, or the acknowledgement of our own
-            // `subscriptions/listen`: nothing for clients.
-            Some("notifications/progress" | "notifications/subscriptions/acknowledged") => return,
-            Some("notifications/message") => {
-                tag_logger(&mut notification, &self.name);
-                None
-            }
-            _ => None,
-        };
-        match change {
-            Some(change) => {
+        loop {
+            for change in lists.take().await {
                 self.refresh(connection, change).await;
-                let _ = events.changes.send(change);
-            }
-            None => {
-                let _ = events.broadcast.send(notification);
+                events.changes.raise(change);
             }
         }
     }
 
-    async fn connect(
-        &self,
-        notifications: mpsc::UnboundedSender<Value>,
-    ) -> Result<Arc<Connection>, String> {
+    /// Relays the downstream's other notifications to every client.
+    async fn relay(&self, events: &Events, notifications: &mut mpsc::Receiver<Value>) {
+        while let Some(mut notification) = notifications.recv().await {
+            match notification.get("method").and_then(Value::as_str) {
+                // For a call that is already gone, or the acknowledgement of our own
+                // `subscriptions/listen`: nothing for clients.
+                Some("notifications/progress" | "notifications/subscriptions/acknowledged") => {}
+                Some("notifications/message") => {
+                    tag_logger(&mut notification, &self.name);
+                    let _ = events.broadcast.send(notification);
+                }
+                _ => {
+                    let _ = events.broadcast.send(notification);
+                }
+            }
+        }
+        // The intake that feeds the channel lives as long as the connection: not reached.
+        std::future::pending::<()>().await;
+    }
+
+    async fn connect(&self, intake: Arc<Intake>) -> Result<Arc<Connection>, String> {
         let (replies, replied) = mpsc::unbounded_channel();
-        let dispatcher = Arc::new(Dispatcher::new(notifications, replies));
+        let dispatcher = Arc::new(Dispatcher::new(intake, replies));
         let lifeline = Lifeline::new();
         let link = Arc::new(self.open_link(&dispatcher, &lifeline).await?);
-        tokio::spawn(send_replies(link.clone(), replied, lifeline.clone()));
+        tokio::spawn(send_replies(
+            link.clone(),
+            dispatcher.clone(),
+            replied,
+            lifeline.clone(),
+        ));
         let timeout = self.config.call_timeout;
         let established = Connection::establish(
             self.name.clone(),
@@ -478,9 +495,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What a connection's intake passes on to its supervisor.
+struct Incoming {
+    lists: Arc<ChangeSignal>,
+    notifications: mpsc::Receiver<Value>,
+}
+
 /// Sends the connection's replies to its downstream's requests, in order, while it lives.
 async fn send_replies(
     link: Arc<Link>,
+    dispatcher: Arc<Dispatcher>,
     mut replies: mpsc::UnboundedReceiver<Value>,
     lifeline: Arc<Lifeline>,
 ) {
@@ -490,6 +514,7 @@ async fn send_replies(
         _ = token.cancelled() => None,
     } {
         let _ = link.send(&reply, None, None).await;
+        dispatcher.reply_sent();
     }
 }
 

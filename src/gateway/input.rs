@@ -260,7 +260,11 @@ mod tests {
     fn rounds() -> InputRounds {
         let toml = "[mcp.servers.up]\ncmd = [\"true\"]\n";
         let config = crate::config::parse(toml, Path::new("nexus.toml"), &|_| None).unwrap();
-        let downstream = Arc::new(Downstream::new(config.mcp.servers[0].clone(), None));
+        let downstream = Arc::new(Downstream::new(
+            config.mcp.servers[0].clone(),
+            None,
+            Arc::default(),
+        ));
         InputRounds::new(
             downstream,
             "tools/call",

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, PrefixMode, ToolsMode, Transport};
-use crate::downstream::{Change, Downstream, Events};
+use crate::downstream::{Change, ChangeSignal, Downstream, Events};
 use crate::mcp::jsonrpc;
 use crate::metrics::Metrics;
 use crate::tls::{ClientContext, ClientHandle, Connector};
@@ -115,7 +115,7 @@ impl Member {
     ) -> Result<Self, StartError> {
         let (client, tls) = http_client(config, metrics)?.unzip();
         Ok(Self {
-            downstream: Arc::new(Downstream::new(config.clone(), client)),
+            downstream: Arc::new(Downstream::new(config.clone(), client, metrics.clone())),
             tls: tls.flatten(),
             limiter: config.rate_limit.as_ref().map(rate_limit::Limiter::new),
             stop: parent.child_token(),
@@ -209,9 +209,9 @@ impl Gateway {
             .map(|server| Member::new(server, &shutdown, &metrics).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let (broadcast, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let (changes, receiver) = mpsc::unbounded_channel();
+        let changes = Arc::new(ChangeSignal::default());
         let events = Events {
-            changes,
+            changes: changes.clone(),
             broadcast: broadcast.clone(),
         };
         let gateway = Arc::new(Self {
@@ -234,7 +234,7 @@ impl Gateway {
         for member in &members {
             gateway.supervise(member);
         }
-        tokio::spawn(gateway.clone().maintain_catalog(receiver));
+        tokio::spawn(gateway.clone().maintain_catalog(changes));
         Ok(gateway)
     }
 
@@ -296,25 +296,18 @@ impl Gateway {
             self.supervise(member);
         }
         futures_util::future::join_all(retired.iter().map(|member| member.shut_down())).await;
-        self.rebuild_catalog(&[Change::Tools, Change::Prompts, Change::Resources]);
+        self.rebuild_catalog(&Change::ALL);
         Ok(report)
     }
 
-    /// Rebuilds the catalog on every change and tells clients what changed.
-    async fn maintain_catalog(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<Change>) {
+    /// Rebuilds the catalog on every change and tells clients what changed. Changes raised
+    /// while a rebuild runs are taken together by the next one.
+    async fn maintain_catalog(self: Arc<Self>, changes: Arc<ChangeSignal>) {
         loop {
-            let first = tokio::select! {
-                change = changes.recv() => change,
-                _ = self.shutdown.cancelled() => None,
+            let kinds = tokio::select! {
+                kinds = changes.take() => kinds,
+                _ = self.shutdown.cancelled() => return,
             };
-            let Some(first) = first else { return };
-            // Coalesce a burst (a new server reports all three lists at once).
-            let mut kinds = vec![first];
-            while let Ok(change) = changes.try_recv() {
-                if !kinds.contains(&change) {
-                    kinds.push(change);
-                }
-            }
             self.rebuild_catalog(&kinds);
         }
     }

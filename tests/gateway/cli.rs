@@ -195,19 +195,25 @@ fn serve_exits_78_on_a_configuration_error() {
 }
 
 /// `nexus serve` in a temp dir, its output in files there.
-struct Serving {
+pub(crate) struct Serving {
     dir: TestDir,
     child: tokio::process::Child,
     base: String,
 }
 
 impl Serving {
-    async fn start(config: &str) -> Self {
+    pub(crate) async fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[]).await
+    }
+
+    /// Starts it with `env` added to its environment, and waits until it is healthy.
+    pub(crate) async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = TestDir::new();
         dir.config(config);
         let port = free_port().await;
         let listen = format!("127.0.0.1:{port}");
         let mut command = dir.command(&["--config", "nexus.toml", "-l", &listen]);
+        command.envs(env.iter().copied());
         command
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
@@ -251,13 +257,28 @@ impl Serving {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}/mcp", self.base)
     }
 
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().expect("nexus already reaped")
+    }
+
+    /// Stops it with SIGTERM (so it stops its children) and checks it exits 0.
+    pub(crate) async fn stop(mut self) {
+        self.signal(Signal::SIGTERM);
+        assert_eq!(self.exit_code().await, 0, "{}", self.logs());
+    }
+
     fn signal(&self, signal: Signal) {
-        let pid = self.child.id().expect("nexus already reaped");
-        kill(Pid::from_raw(pid as i32), signal).unwrap();
+        kill(Pid::from_raw(self.pid() as i32), signal).unwrap();
     }
 
     /// Waits for the exit and returns the code, showing the logs if there is none.
@@ -271,7 +292,7 @@ impl Serving {
             .unwrap_or_else(|| panic!("nexus died: {status}{}", self.logs()))
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap();
         format!(
             "\ncwd: {}\n\nstdout:\n{}\n\nstderr:\n{}\n",
@@ -279,6 +300,24 @@ impl Serving {
             read("stdout"),
             read("stderr")
         )
+    }
+}
+
+impl Drop for Serving {
+    /// A failing test still stops the gateway with SIGTERM, so that it stops its children (the
+    /// SIGKILL of `kill_on_drop` would leave them running).
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else {
+            return; // reaped: it has exited
+        };
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod conformance;
 mod dual_era;
 mod eras;
 mod everything;
+mod hostile;
 mod hsm;
 mod inspector;
 #[path = "../pkcs11_support/mod.rs"]

@@ -9,7 +9,7 @@ use toml::de::DeValue;
 
 use super::Cx;
 use crate::config::model::{
-    Auth, Downstream, Http, HttpProtocol, RateLimit, StderrTarget, Stdio, Transport,
+    Auth, Downstream, Http, HttpProtocol, Limits, RateLimit, StderrTarget, Stdio, Transport,
 };
 use crate::config::raw::{
     RawAuth, RawAuthKind, RawClientTls, RawDownstream, RawDuration, RawProtocol, RawRateLimits,
@@ -24,6 +24,7 @@ impl Cx<'_> {
         &mut self,
         value: Option<Spanned<DeValue<'_>>>,
         timeout: Duration,
+        limits: Limits,
     ) -> Vec<Downstream> {
         let Some(value) = value else {
             return Vec::new();
@@ -48,6 +49,7 @@ impl Cx<'_> {
                     Spanned::new(name.span(), name.into_inner().into_owned()),
                     value,
                     timeout,
+                    limits,
                 )
             })
             .collect()
@@ -58,6 +60,7 @@ impl Cx<'_> {
         name: Spanned<String>,
         value: Spanned<DeValue<'_>>,
         timeout: Duration,
+        limits: Limits,
     ) -> Option<Downstream> {
         let key = join("mcp.servers", name.get_ref());
         self.check_name(&name, &key);
@@ -81,6 +84,7 @@ impl Cx<'_> {
         let rate_limit = raw
             .rate_limits
             .map(|limits| self.rate_limit(limits, &join(&key, "rate_limits")));
+        let limits = self.limits(raw.limits, limits, &join(&key, "limits"));
         let transport = match (raw.cmd, raw.url) {
             (Some(cmd), None) => {
                 let http_only = [
@@ -90,13 +94,16 @@ impl Cx<'_> {
                     ("tls", raw.tls.map(|t| t.span())),
                 ];
                 self.reject(&key, true, &http_only);
-                Transport::Stdio(self.stdio(&key, cmd, raw.env, raw.cwd, raw.stderr)?)
+                let mut stdio = self.stdio(&key, cmd, raw.env, raw.cwd, raw.stderr)?;
+                stdio.inherit_env = raw.inherit_env.is_some_and(|inherit| *inherit.get_ref());
+                Transport::Stdio(stdio)
             }
             (None, Some(url)) => {
                 let stdio_only = [
                     ("env", raw.env.map(|e| e.span())),
                     ("cwd", raw.cwd.map(|c| c.span())),
                     ("stderr", raw.stderr.map(|s| s.span())),
+                    ("inherit_env", raw.inherit_env.map(|i| i.span())),
                 ];
                 self.reject(&key, false, &stdio_only);
                 let protocol = (raw.protocol, raw.message_url);
@@ -113,6 +120,7 @@ impl Cx<'_> {
             rate_limit,
             call_timeout,
             protocol_version,
+            limits,
         })
     }
 
@@ -267,6 +275,7 @@ impl Cx<'_> {
             env: env
                 .map(|e| e.into_inner().into_iter().collect())
                 .unwrap_or_default(),
+            inherit_env: false,
             cwd,
             stderr,
         })

@@ -21,8 +21,8 @@ use serde_spanned::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::diagnostics::{ConfigError, Problems};
-use super::model::{Config, Mcp, PrefixMode, ToolsMode};
-use super::raw::{RawDuration, RawMcp, RawPrefix, RawTools};
+use super::model::{Config, Limits, Mcp, PrefixMode, ToolsMode};
+use super::raw::{RawDuration, RawLimits, RawMcp, RawPrefix, RawSize, RawTools};
 use super::template::{self, Env, join};
 
 /// `[mcp] call_timeout` when not set.
@@ -161,6 +161,7 @@ impl Cx<'_> {
         let call_timeout = self
             .timeout(raw.call_timeout, "mcp.call_timeout")
             .unwrap_or(DEFAULT_CALL_TIMEOUT);
+        let limits = self.limits(raw.limits, Limits::default(), "mcp.limits");
         Mcp {
             enabled: raw.enabled.unwrap_or(true),
             path: self.url_path(raw.path, "mcp.path", "/mcp"),
@@ -173,8 +174,49 @@ impl Cx<'_> {
                 Some(RawPrefix::Always) | None => PrefixMode::Always,
             },
             call_timeout,
-            servers: self.servers(servers, call_timeout),
+            limits,
+            servers: self.servers(servers, call_timeout, limits),
         }
+    }
+
+    /// `raw` over `base`, key by key.
+    fn limits(&mut self, raw: Option<RawLimits>, base: Limits, key: &str) -> Limits {
+        let Some(raw) = raw else { return base };
+        let notifications = raw.notifications_per_second.map(|rate| {
+            let value = *rate.get_ref();
+            if value == 0 {
+                let key = join(key, "notifications_per_second");
+                let fix = "allow at least 1 (progress and list changes are notifications)";
+                self.problems
+                    .push(rate.span(), &key, "must be at least 1".to_string(), fix);
+            }
+            value
+        });
+        Limits {
+            max_message_size: self
+                .size(raw.max_message_size, &join(key, "max_message_size"))
+                .unwrap_or(base.max_message_size),
+            max_stdin_queue: self
+                .size(raw.max_stdin_queue, &join(key, "max_stdin_queue"))
+                .unwrap_or(base.max_stdin_queue),
+            notifications_per_second: notifications.unwrap_or(base.notifications_per_second),
+        }
+    }
+
+    /// A size of at least 1 KiB (smaller would refuse even `initialize`); `None` when not set.
+    fn size(&mut self, value: Option<Spanned<RawSize>>, key: &str) -> Option<usize> {
+        let value = value?;
+        let bytes = usize::try_from(value.get_ref().0).unwrap_or(usize::MAX);
+        if bytes < 1024 {
+            let fix = "use a size of at least \"1KiB\", e.g. \"16MiB\"";
+            self.problems.push(
+                value.span(),
+                key,
+                format!("{bytes} bytes is too small"),
+                fix,
+            );
+        }
+        Some(bytes)
     }
 
     /// An HTTP path such as `/mcp`, or `default` when not set.
@@ -266,7 +308,7 @@ mod tests {
             problems("[mcp.server.a]\ncmd = [\"x\"]\n[serverr]\n"),
             [
                 "1:6: mcp: unknown key `server` (expected one of `servers`, `enabled`, `path`, `tools`, \
-                 `prefix`, `call_timeout`); fix the spelling or remove it",
+                 `prefix`, `call_timeout`, `limits`); fix the spelling or remove it",
                 "3:2: unknown key `serverr` (expected `server`, `pkcs11` or `mcp`); fix the spelling or remove it",
             ]
         );
