@@ -4,6 +4,7 @@
 //! answered `application/json` in one write; one that sends notifications first (progress, logs)
 //! is answered `text/event-stream`. `GET` opens a stream of server notifications (`list_changed`),
 //! `DELETE` ends the session. Accepted sockets get `TCP_NODELAY`, so no reply waits for Nagle.
+//! The legacy HTTP+SSE transport is served beside it at `/sse` and `/messages` (`legacy_sse`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,13 +29,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::handlers::{Fixture, Session, is_request};
+use crate::legacy_sse::LegacySse;
 
-type Body = UnsyncBoxBody<Bytes, Infallible>;
+/// A response body of either transport.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
-/// Binds `addr`, prints `LISTENING ADDR` on stdout, then serves until the process ends.
-pub async fn serve(fixture: Arc<Fixture>, addr: SocketAddr) -> io::Result<()> {
+/// Binds `addr`, prints `LISTENING ADDR` on stdout, then serves until the process ends;
+/// `legacy` serves HTTP+SSE beside Streamable HTTP.
+pub async fn serve(fixture: Arc<Fixture>, addr: SocketAddr, legacy: LegacySse) -> io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "LISTENING {}", listener.local_addr()?)?;
@@ -44,6 +48,7 @@ pub async fn serve(fixture: Arc<Fixture>, addr: SocketAddr) -> io::Result<()> {
         fixture,
         sessions: RwLock::default(),
         minted: AtomicU64::new(0),
+        legacy,
     });
     loop {
         let (stream, _) = match listener.accept().await {
@@ -75,12 +80,18 @@ struct Server {
     // A std lock: lookups and inserts only, never held across an `.await`.
     sessions: RwLock<HashMap<String, Arc<Session>>>,
     minted: AtomicU64,
+    legacy: LegacySse,
 }
 
 impl Server {
     async fn route(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
-        if request.uri().path() != "/mcp" {
-            return status(StatusCode::NOT_FOUND);
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/sse") => return self.legacy.open(),
+            (&Method::POST, "/messages") => {
+                return self.legacy.post(&self.fixture, request.into_body()).await;
+            }
+            (_, "/mcp") => {}
+            _ => return status(StatusCode::NOT_FOUND),
         }
         match *request.method() {
             Method::POST => self.post(request).await,
@@ -243,14 +254,16 @@ async fn answer(accepts: Accepts, mut messages: mpsc::UnboundedReceiver<Value>) 
     sse_response(stream::iter(first).chain(rest).map(|m| sse_event(&m)))
 }
 
-fn sse_event(message: &Value) -> Bytes {
+/// One SSE `message` event.
+pub fn sse_event(message: &Value) -> Bytes {
     let mut event = b"event: message\ndata: ".to_vec();
     serde_json::to_writer(&mut event, message).expect("BUG: a JSON value always serializes");
     event.extend_from_slice(b"\n\n");
     Bytes::from(event)
 }
 
-fn sse_response(events: impl Stream<Item = Bytes> + Send + 'static) -> Response<Body> {
+/// An SSE response of `events`.
+pub fn sse_response(events: impl Stream<Item = Bytes> + Send + 'static) -> Response<Body> {
     let body = StreamBody::new(events.map(|event| Ok::<_, Infallible>(Frame::data(event))));
     let mut response = Response::new(BodyExt::boxed_unsync(body));
     let headers = response.headers_mut();
@@ -276,7 +289,8 @@ fn rpc_error(code: StatusCode, rpc_code: i64, message: &str) -> Response<Body> {
     response
 }
 
-fn status(code: StatusCode) -> Response<Body> {
+/// An empty response with `code`.
+pub fn status(code: StatusCode) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::new()).boxed_unsync());
     *response.status_mut() = code;
     response

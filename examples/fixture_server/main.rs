@@ -8,9 +8,11 @@
 //! - `tools`: the tools and their behaviour.
 //! - `stdio`: one task per request, responses written by one writer task as they finish.
 //! - `http`: `POST/GET/DELETE /mcp` with sessions, JSON or SSE answers.
+//! - `legacy_sse`: the HTTP+SSE transport (`GET /sse`, `POST /messages`) beside it.
 
 mod handlers;
 mod http;
+mod legacy_sse;
 mod stdio;
 mod tools;
 
@@ -43,6 +45,10 @@ enum Transport {
         /// Address to bind; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// The HTTP+SSE stream (`/sse`) announces no `endpoint` (clients must be told
+        /// `/messages`).
+        #[arg(long)]
+        sse_silent: bool,
         #[command(flatten)]
         options: Options,
     },
@@ -75,11 +81,15 @@ async fn main() -> std::io::Result<()> {
             tokio::time::sleep(Duration::from_millis(delay)).await;
             stdio::serve(fixture).await
         }
-        Transport::Http { listen, options } => {
+        Transport::Http {
+            listen,
+            sse_silent,
+            options,
+        } => {
             let delay = options.start_delay_ms;
             let fixture = Arc::new(Fixture::new(options, false));
             tokio::time::sleep(Duration::from_millis(delay)).await;
-            http::serve(fixture, listen).await
+            http::serve(fixture, listen, legacy_sse::LegacySse::new(!sse_silent)).await
         }
     }
 }

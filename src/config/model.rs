@@ -231,6 +231,9 @@ pub struct Downstream {
     pub rate_limit: Option<RateLimit>,
     /// `call_timeout` of this server, else `[mcp] call_timeout`.
     pub call_timeout: Duration,
+    /// `protocol_version`: the revision this server is spoken to in, overriding the choice
+    /// made at connect; `None` (default) chooses (the handshake era first).
+    pub protocol_version: Option<&'static str>,
     /// `[limits]` of this server over `[mcp.limits]`.
     pub limits: Limits,
 }
@@ -308,8 +311,11 @@ pub enum StderrTarget {
 pub struct Http {
     /// `url` (http or https).
     pub url: http::Uri,
-    /// `protocol`; `None` means detect (Streamable HTTP first, then SSE).
+    /// `protocol`; `None` means detect (Streamable HTTP first, then SSE). A `message_url`
+    /// without `protocol` means SSE.
     pub protocol: Option<HttpProtocol>,
+    /// `message_url`: the HTTP+SSE POST endpoint when the server's stream announces none.
+    pub message_url: Option<Box<http::Uri>>,
     /// `[auth]`.
     pub auth: Option<Auth>,
     /// `[tls]` (defaults when absent; ignored for `http://`).

@@ -174,8 +174,12 @@ pub(crate) struct RawDownstream {
     pub url: Option<Spanned<String>>,
     /// HTTP: transport; default detect.
     pub protocol: Option<Spanned<RawProtocol>>,
+    /// HTTP+SSE: the POST URL when the server announces none; default none.
+    pub message_url: Option<Spanned<String>>,
     /// Per-call timeout; default `[mcp] call_timeout`.
     pub call_timeout: Option<Spanned<RawDuration>>,
+    /// The protocol revision to speak; default chosen at connect (see `resolve`).
+    pub protocol_version: Option<Spanned<String>>,
     /// HTTP: `[auth]`; default no credentials.
     pub auth: Option<Spanned<RawAuth>>,
     /// HTTP: `[tls]`; default full verification against the system store.

@@ -83,36 +83,69 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Opens a session over a fresh link: `server/discover` first (the stateless revision),
-    /// else the `initialize` handshake.
+    /// Opens a session over a fresh link, in the era `forced` names (a configured
+    /// `protocol_version`) or else in the one that keeps every capability of a server that
+    /// serves both: the `initialize` handshake first, since only there can a tool written the
+    /// usual way ask the client (sampling, elicitation, roots) in the middle of a call; the
+    /// stateless revision (`server/discover`) when the server refuses the handshake. A
+    /// server's choice is final for a stdio connection: the official SDK serves whichever era
+    /// the connection's first request belongs to, and announces only 2026-07-28 in
+    /// `server/discover` even though it speaks both.
     pub async fn establish(
         server: Arc<str>,
         link: Arc<Link>,
         dispatcher: Arc<Dispatcher>,
         lifeline: Arc<Lifeline>,
         timeout: Duration,
+        forced: Option<&'static str>,
     ) -> Result<Arc<Self>, RpcError> {
-        let peer = Peer::default();
         let mut connection = Self {
             server,
             link,
             dispatcher,
             lifeline,
-            peer,
+            peer: Peer::default(),
             stateless: false,
         };
-        if let Some(peer) = connection.discover(timeout.min(DISCOVER_TIMEOUT)).await {
-            connection.stateless = true;
-            connection.peer = peer;
-            connection
-                .link
-                .set_protocol_version(era::STATELESS_REVISIONS[0]);
-            let stop = connection.lifeline.token();
-            connection.link.listen(listen_request(), stop);
-        } else {
-            connection.initialize(timeout).await?;
+        let discover_timeout = timeout.min(DISCOVER_TIMEOUT);
+        match forced {
+            Some(revision) if era::STATELESS_REVISIONS.contains(&revision) => {
+                match connection.discover(discover_timeout).await {
+                    Some(peer) => connection.go_stateless(peer),
+                    None => return Err(connection.not_stateless(revision)),
+                }
+            }
+            Some(revision) => connection.initialize(revision, timeout).await?,
+            None => match connection.initialize(LATEST_HANDSHAKE, timeout).await {
+                Ok(()) => {}
+                Err(refused) => match connection.discover(discover_timeout).await {
+                    Some(peer) => connection.go_stateless(peer),
+                    None => return Err(refused),
+                },
+            },
         }
         Ok(Arc::new(connection))
+    }
+
+    /// Speaks the stateless revision from now on, and opens the stream of its list changes.
+    fn go_stateless(&mut self, peer: Peer) {
+        self.stateless = true;
+        self.peer = peer;
+        self.link.set_protocol_version(era::STATELESS_REVISIONS[0]);
+        let stop = self.lifeline.token();
+        self.link.listen(listen_request(), stop);
+    }
+
+    fn not_stateless(&self, revision: &str) -> RpcError {
+        RpcError::new(
+            DOWNSTREAM_UNAVAILABLE,
+            format!(
+                "server '{}' is configured with `protocol_version = \"{revision}\"` but did not \
+                 answer `server/discover` listing that revision; remove the key to let the gateway \
+                 choose, or set a handshake revision such as \"{LATEST_HANDSHAKE}\"",
+                self.server
+            ),
+        )
     }
 
     /// Probes for the stateless revision: a server that answers `server/discover` listing
@@ -150,9 +183,9 @@ impl Connection {
         })
     }
 
-    async fn initialize(&mut self, timeout: Duration) -> Result<(), RpcError> {
+    async fn initialize(&mut self, revision: &str, timeout: Duration) -> Result<(), RpcError> {
         let params = json!({
-            "protocolVersion": LATEST_HANDSHAKE,
+            "protocolVersion": revision,
             "capabilities": relayed_capabilities(),
             "clientInfo": {"name": "nexus", "version": env!("CARGO_PKG_VERSION")},
         });
@@ -162,7 +195,7 @@ impl Connection {
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
-            .unwrap_or(LATEST_HANDSHAKE);
+            .unwrap_or(revision);
         self.link.set_protocol_version(version);
         self.peer = Peer {
             protocol_version: version.to_owned(),
@@ -213,9 +246,16 @@ impl Connection {
             connection: self.clone(),
             finished: false,
         };
+        // `Mcp-Param-*` headers belong to the stateless revision's HTTP requests only.
+        let no_headers = ::http::HeaderMap::new();
+        let extra = match self.stateless {
+            true => &options.param_headers,
+            false => &no_headers,
+        };
+        let authorization = options.authorization.as_ref();
         if let Err(error) = self
             .link
-            .send(&message, Some(id), options.authorization.as_ref())
+            .send_with(&message, Some(id), authorization, extra)
             .await
         {
             self.dispatcher.unregister(id);
@@ -353,6 +393,9 @@ pub struct CallOptions {
     /// gateway turns them into requests, so only what it relays is declared. `None` declares
     /// nothing.
     pub client_capabilities: Option<Value>,
+    /// The `Mcp-Param-*` headers of a `tools/call` (SEP-2243), from the downstream's own
+    /// schema of the tool; sent to a stateless Streamable HTTP downstream.
+    pub param_headers: ::http::HeaderMap,
     /// The call relays a client's request (not the gateway's own list refresh or level
     /// change): only such a call can be the one a stdio downstream's sampling, elicitation or
     /// roots request belongs to.

@@ -75,9 +75,22 @@ impl HttpLink {
         call: Option<u64>,
         authorization: Option<&HeaderValue>,
     ) -> Result<(), TransportError> {
+        self.post_with(message, call, authorization, &http::HeaderMap::new())
+            .await
+    }
+
+    /// [`HttpLink::post`] with `extra` headers (a call's `Mcp-Param-*`).
+    pub async fn post_with(
+        &self,
+        message: &Value,
+        call: Option<u64>,
+        authorization: Option<&HeaderValue>,
+        extra: &http::HeaderMap,
+    ) -> Result<(), TransportError> {
         let body = Bytes::from(serde_json::to_vec(message).expect("BUG: JSON always serializes"));
         let mut request = self.request(Method::POST, Full::new(body), authorization);
         add_routing_headers(request.headers_mut(), message);
+        request.headers_mut().extend(extra.clone());
         let response = self
             .0
             .client

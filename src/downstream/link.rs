@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ::http::HeaderValue;
+use ::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -53,9 +53,22 @@ impl Link {
         call: Option<u64>,
         authorization: Option<&HeaderValue>,
     ) -> Result<(), TransportError> {
+        self.send_with(message, call, authorization, &HeaderMap::new())
+            .await
+    }
+
+    /// [`Link::send`] with more HTTP headers for a Streamable HTTP request (a call's
+    /// `Mcp-Param-*`); other transports have no headers per message.
+    pub async fn send_with(
+        &self,
+        message: &Value,
+        call: Option<u64>,
+        authorization: Option<&HeaderValue>,
+        extra: &HeaderMap,
+    ) -> Result<(), TransportError> {
         match self {
             Link::Stdio(link) => link.send(call, encode_line(message)),
-            Link::Http(link) => link.post(message, call, authorization).await,
+            Link::Http(link) => link.post_with(message, call, authorization, extra).await,
             Link::Sse(link) => link.post(message, authorization).await,
         }
     }

@@ -18,6 +18,9 @@ use crate::mcp::sse;
 
 /// How long a server may take to announce its message endpoint.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(10);
+/// With a configured `message_url`, how long an announcement may still take to win over it
+/// (servers that announce do so at once).
+const ANNOUNCE_GRACE: Duration = Duration::from_secs(1);
 
 /// An HTTP+SSE session.
 #[derive(Clone)]
@@ -32,10 +35,12 @@ struct Inner {
 
 impl SseLink {
     /// Opens the event stream, waits for the `endpoint` event, and keeps reading in the
-    /// background; the end of the stream ends the connection.
+    /// background; the end of the stream ends the connection. `message_url` (configured) is
+    /// the POST endpoint when the server announces none.
     pub async fn connect(
         client: HttpClient,
         url: &Uri,
+        message_url: Option<&Uri>,
         auth: Option<HeaderValue>,
         dispatcher: Arc<Dispatcher>,
         lifeline: Arc<Lifeline>,
@@ -59,10 +64,20 @@ impl SseLink {
         }
         let mut body = response.into_body();
         let mut parser = sse::Parser::new(dispatcher.intake().limits().max_message_size);
-        let endpoint = tokio::time::timeout(ENDPOINT_WAIT, endpoint_event(&mut body, &mut parser))
-            .await
-            .map_err(|_| TransportError::Invalid("no `endpoint` event within 10 s".into()))??;
-        let post_url = resolve(url, &endpoint)?;
+        let wait = match message_url {
+            Some(_) => ANNOUNCE_GRACE,
+            None => ENDPOINT_WAIT,
+        };
+        let announced = tokio::time::timeout(wait, endpoint_event(&mut body, &mut parser)).await;
+        let post_url = match (announced, message_url) {
+            (Ok(endpoint), _) => resolve(url, &endpoint?)?,
+            (Err(_), Some(configured)) => configured.clone(),
+            (Err(_), None) => {
+                let missing =
+                    "no `endpoint` event within 10 s; set `message_url` to the server's POST URL";
+                return Err(TransportError::Invalid(missing.into()));
+            }
+        };
         let link = Self(Arc::new(Inner {
             client,
             post_url,

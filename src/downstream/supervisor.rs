@@ -2,6 +2,7 @@
 //! drops, stop it at shutdown. Each downstream has its own task, so one slow or dead server never
 //! delays another.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,9 @@ pub struct Downstream {
     current: ArcSwapOption<Connection>,
     lists: ArcSwap<Lists>,
     last_error: Mutex<Option<String>>,
+    // URI -> its watch on the current connection; renewed on each new connection, since a
+    // session's subscriptions die with it. A std Mutex: never held across `.await`.
+    watched: Mutex<HashMap<String, Watch>>,
     metrics: Arc<Metrics>,
 }
 
@@ -80,6 +84,7 @@ impl Downstream {
             current: ArcSwapOption::empty(),
             lists: ArcSwap::default(),
             last_error: Mutex::default(),
+            watched: Mutex::default(),
             metrics,
         }
     }
@@ -125,20 +130,39 @@ impl Downstream {
         connection.start(method, params, options).await
     }
 
-    /// Starts watching a resource on the current connection (see [`Connection::watch`]).
-    pub async fn watch(&self, uri: &str) -> Result<Watch, RpcError> {
+    /// Starts watching a resource (see [`Connection::watch`]), on this connection and on every
+    /// later one until [`Downstream::unwatch`].
+    pub async fn watch(&self, uri: &str) -> Result<(), RpcError> {
         let Some(connection) = self.current.load_full() else {
             return Err(self.not_connected());
         };
-        connection.watch(uri, self.config.call_timeout).await
+        let watch = connection.watch(uri, self.config.call_timeout).await?;
+        lock(&self.watched).insert(uri.to_owned(), watch);
+        Ok(())
     }
 
-    /// Ends a watch (on the current connection: one from before a reconnect is gone anyway).
-    pub async fn unwatch(&self, watch: Watch) -> Result<(), RpcError> {
-        let Some(connection) = self.current.load_full() else {
+    /// Stops watching a resource.
+    pub async fn unwatch(&self, uri: &str) -> Result<(), RpcError> {
+        let watch = lock(&self.watched).remove(uri);
+        let (Some(watch), Some(connection)) = (watch, self.current.load_full()) else {
             return Ok(());
         };
         connection.unwatch(watch, self.config.call_timeout).await
+    }
+
+    /// Watches again, on a new connection, every resource watched on the one before.
+    async fn renew_watches(&self, connection: &Arc<Connection>) {
+        let uris: Vec<String> = lock(&self.watched).keys().cloned().collect();
+        for uri in uris {
+            match connection.watch(&uri, self.config.call_timeout).await {
+                Ok(watch) => {
+                    lock(&self.watched).insert(uri, watch);
+                }
+                Err(error) => {
+                    tracing::warn!(server = %self.name, %uri, %error, "could not renew a resource subscription");
+                }
+            }
+        }
     }
 
     /// Sends a notification to the current connection, if any.
@@ -222,6 +246,7 @@ impl Downstream {
             self.refresh(&connection, change).await;
         }
         self.current.store(Some(connection.clone()));
+        self.renew_watches(&connection).await;
         let tools = self.lists.load().tools.len();
         tracing::info!(server = %self.name, tools, version = %connection.peer().protocol_version, "downstream connected");
         for change in Change::ALL {
@@ -296,6 +321,7 @@ impl Downstream {
             dispatcher,
             lifeline.clone(),
             timeout,
+            self.config.protocol_version,
         )
         .await;
         if established.is_err() {
@@ -337,6 +363,7 @@ impl Downstream {
                     Some(HttpProtocol::Sse) => SseLink::connect(
                         client.clone(),
                         &http.url,
+                        http.message_url.as_deref(),
                         auth,
                         dispatcher.clone(),
                         lifeline.clone(),
@@ -345,25 +372,36 @@ impl Downstream {
                     .map(Link::Sse)
                     .map_err(|error| error.to_string()),
                     None => {
-                        self.detect(streamable(), &client, &http.url, auth, dispatcher, lifeline)
-                            .await
+                        let sse = self
+                            .detect(
+                                &streamable(),
+                                &client,
+                                &http.url,
+                                auth.clone(),
+                                dispatcher,
+                                lifeline,
+                            )
+                            .await?;
+                        Ok(sse.unwrap_or_else(streamable))
                     }
                 }
             }
         }
     }
 
-    /// No `protocol` configured: Streamable HTTP when the server accepts a POST, else HTTP+SSE.
+    /// No `protocol` configured: Streamable HTTP when the server accepts a POST (`None`: the
+    /// caller builds a fresh link, since the probe may have been given a session of its own
+    /// that a later `initialize` must not carry), else the HTTP+SSE link.
     async fn detect(
         &self,
-        streamable: Link,
+        probe: &Link,
         client: &HttpClient,
         url: &::http::Uri,
         auth: Option<HeaderValue>,
         dispatcher: &Arc<Dispatcher>,
         lifeline: &Arc<Lifeline>,
-    ) -> Result<Link, String> {
-        let Link::Http(probe) = &streamable else {
+    ) -> Result<Option<Link>, String> {
+        let Link::Http(probe) = probe else {
             unreachable!("BUG: streamable() builds Http")
         };
         let ping = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -375,17 +413,18 @@ impl Downstream {
             }) => SseLink::connect(
                 client.clone(),
                 url,
+                None,
                 auth,
                 dispatcher.clone(),
                 lifeline.clone(),
             )
             .await
-            .map(Link::Sse)
+            .map(|link| Some(Link::Sse(link)))
             .map_err(|error| {
                 format!("neither Streamable HTTP (POST: 404/405) nor SSE works: {error}")
             }),
             Err(TransportError::Connect(error)) => Err(error),
-            _ => Ok(streamable),
+            _ => Ok(None),
         }
     }
 
@@ -447,6 +486,13 @@ impl Lists {
             capabilities: other.capabilities.clone(),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every operation leaves the map consistent, so a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// What a connection's intake passes on to its supervisor.

@@ -78,6 +78,13 @@ impl Catalog {
         self.tool_routes.get(name)
     }
 
+    /// The exposed definition of a tool (its `inputSchema` as the client sees it).
+    pub fn tool_definition(&self, name: &str) -> Option<&Value> {
+        self.tools
+            .iter()
+            .find(|tool| tool.get("name").and_then(Value::as_str) == Some(name))
+    }
+
     /// The route of an exposed prompt name.
     pub fn prompt(&self, name: &str) -> Option<&Route> {
         self.prompt_routes.get(name)

@@ -16,6 +16,7 @@ use super::{Asking, Bridge, Catalog, Gateway, Relay, Reply, RequestContext};
 use crate::config::{Auth, ToolsMode, Transport};
 use crate::downstream::{CallOptions, Downstream};
 use crate::mcp::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RpcError};
+use crate::mcp::param_headers;
 
 type Outcome = Result<Reply, RpcError>;
 
@@ -74,7 +75,7 @@ impl Gateway {
                 self.subscription(method, context, params).await
             }
             "completion/complete" => complete(&call, params).await,
-            "logging/setLevel" => set_level(&catalog, params).await,
+            "logging/setLevel" => self.set_level(&catalog, context, params).await,
             _ => Err(RpcError::new(
                 METHOD_NOT_FOUND,
                 format!("Method not found: {method}"),
@@ -213,10 +214,28 @@ async fn complete(call: &Call<'_>, params: Option<Value>) -> Outcome {
     relay(call, server, "completion/complete", params).await
 }
 
-/// Passes the level to every connected downstream that logs; answered once all replied.
-async fn set_level(catalog: &Catalog, params: Option<Value>) -> Outcome {
-    let params = params.ok_or_else(|| missing("params"))?;
-    string_param(&params, "level")?;
+impl Gateway {
+    /// Records the client's level (its log messages are filtered by it) and passes the most
+    /// verbose level any client set to every connected downstream that logs; answered once
+    /// all replied.
+    async fn set_level(
+        &self,
+        catalog: &Catalog,
+        context: &RequestContext,
+        params: Option<Value>,
+    ) -> Outcome {
+        let mut params = params.ok_or_else(|| missing("params"))?;
+        let level = string_param(&params, "level")?;
+        if let Some(client) = &context.subscriber
+            && let Some(most_verbose) = self.log_levels.set(client, &level)
+        {
+            params["level"] = Value::from(most_verbose);
+        }
+        set_downstream_level(catalog, params).await
+    }
+}
+
+async fn set_downstream_level(catalog: &Catalog, params: Value) -> Outcome {
     let logging = catalog
         .members
         .iter()
@@ -266,6 +285,7 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
         authorization,
         log_level: call.context.log_level,
         client_capabilities: call.context.client_capabilities.clone(),
+        param_headers: param_headers(downstream, method, &params),
         for_client: true,
     };
     let bridge = bridge(call.context, downstream, method, &params, &options);
@@ -278,6 +298,22 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
         config.call_timeout,
         bridge,
     )))
+}
+
+/// The `Mcp-Param-*` headers of a `tools/call`, from the schema the downstream listed for the
+/// tool under its own name (`params.name` is already that name).
+fn param_headers(downstream: &Downstream, method: &str, params: &Value) -> ::http::HeaderMap {
+    let name = params.get("name").and_then(Value::as_str);
+    let lists = downstream.lists();
+    let schema = lists
+        .tools
+        .iter()
+        .find(|tool| method == "tools/call" && tool.get("name").and_then(Value::as_str) == name)
+        .and_then(|tool| tool.get("inputSchema"));
+    let arguments = params.get("arguments").unwrap_or(&Value::Null);
+    schema
+        .map(|schema| param_headers::headers(schema, arguments))
+        .unwrap_or_default()
 }
 
 /// How the relay of a call puts the downstream's questions to this client.

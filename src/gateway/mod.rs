@@ -5,6 +5,7 @@ pub mod builtin;
 pub mod catalog;
 mod handler;
 pub mod input;
+mod log_levels;
 pub mod rate_limit;
 pub mod relay;
 pub mod search;
@@ -189,6 +190,7 @@ pub struct Gateway {
     settings: ArcSwap<Settings>,
     broadcast: broadcast::Sender<Value>,
     subscriptions: subscriptions::Subscriptions,
+    log_levels: log_levels::LogLevels,
     events: Events,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -223,6 +225,7 @@ impl Gateway {
             settings: ArcSwap::from_pointee(Settings::of(config)),
             broadcast,
             subscriptions: subscriptions::Subscriptions::default(),
+            log_levels: log_levels::LogLevels::default(),
             events,
             metrics,
             shutdown,

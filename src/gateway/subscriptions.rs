@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use super::Gateway;
-use crate::downstream::Watch;
 use crate::mcp::jsonrpc::{self, METHOD_NOT_FOUND, RESOURCE_NOT_FOUND, RpcError};
 
 /// The notification that is delivered only to a URI's subscribers.
@@ -23,8 +22,6 @@ const UPDATED: &str = "notifications/resources/updated";
 pub struct Subscriptions {
     // A std Mutex: set operations only, never held across `.await`.
     watchers: Mutex<HashMap<String, HashSet<Arc<str>>>>,
-    // The downstream side of each watched URI.
-    watches: Mutex<HashMap<String, Watch>>,
 }
 
 impl Subscriptions {
@@ -70,14 +67,6 @@ impl Subscriptions {
             .is_some_and(|set| set.contains(subscriber))
     }
 
-    fn keep(&self, uri: &str, watch: Watch) {
-        lock(&self.watches).insert(uri.to_owned(), watch);
-    }
-
-    fn take(&self, uri: &str) -> Option<Watch> {
-        lock(&self.watches).remove(uri)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<Arc<str>>>> {
         lock(&self.watchers)
     }
@@ -100,12 +89,9 @@ impl Gateway {
         let server = self.subscription_server(uri)?;
         if self.subscriptions.add(uri, subscriber) {
             let downstream = &self.catalog().members[server].downstream;
-            match downstream.watch(uri).await {
-                Ok(watch) => self.subscriptions.keep(uri, watch),
-                Err(error) => {
-                    self.subscriptions.remove(uri, subscriber);
-                    return Err(error);
-                }
+            if let Err(error) = downstream.watch(uri).await {
+                self.subscriptions.remove(uri, subscriber);
+                return Err(error);
             }
         }
         Ok(())
@@ -114,28 +100,25 @@ impl Gateway {
     /// Unsubscribes `subscriber` from `uri`, ending the downstream watch after the last one.
     pub async fn unsubscribe_resource(&self, subscriber: &str, uri: &str) -> Result<(), RpcError> {
         let server = self.subscription_server(uri)?;
-        if self.subscriptions.remove(uri, subscriber)
-            && let Some(watch) = self.subscriptions.take(uri)
-        {
+        if self.subscriptions.remove(uri, subscriber) {
             let downstream = &self.catalog().members[server].downstream;
-            downstream.unwatch(watch).await?;
+            downstream.unwatch(uri).await?;
         }
         Ok(())
     }
 
     /// Drops every subscription of a subscriber that is gone (session ended, listen stream
-    /// closed); downstream watches nobody needs any more end in the background.
+    /// closed), and its log level; downstream watches nobody needs any more end in the
+    /// background.
     pub fn forget_subscriber(&self, subscriber: &str) {
+        self.log_levels.forget(subscriber);
         for uri in self.subscriptions.remove_everywhere(subscriber) {
-            let (Ok(server), Some(watch)) = (
-                self.subscription_server(&uri),
-                self.subscriptions.take(&uri),
-            ) else {
+            let Ok(server) = self.subscription_server(&uri) else {
                 continue;
             };
             let downstream = self.catalog().members[server].downstream.clone();
             tokio::spawn(async move {
-                let _ = downstream.unwatch(watch).await;
+                let _ = downstream.unwatch(&uri).await;
             });
         }
     }

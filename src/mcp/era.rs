@@ -63,7 +63,9 @@ pub fn envelope_version(message: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// Decodes a header value, including the `=?base64?…?=` form used for non-ASCII names.
+/// Decodes a header value, including the `=?base64?…?=` form used for non-ASCII names. Only
+/// canonical base64 decodes (padded, no stray characters): the form an encoder emits, so a
+/// corrupt header never matches a body value by accident.
 pub fn decode_header_value(value: &str) -> Option<String> {
     match value
         .strip_prefix("=?base64?")
@@ -71,6 +73,9 @@ pub fn decode_header_value(value: &str) -> Option<String> {
     {
         Some(encoded) => {
             let bytes = openssl::base64::decode_block(encoded).ok()?;
+            if openssl::base64::encode_block(&bytes) != encoded {
+                return None;
+            }
             String::from_utf8(bytes).ok()
         }
         None => Some(value.to_owned()),
@@ -122,6 +127,23 @@ pub fn stateless_result(mut response: Value) -> Value {
         }
     }
     response
+}
+
+/// How long clients may cache a list or a read: not at all, since a downstream can change
+/// them at any moment (clients learn of list changes through `subscriptions/listen`).
+pub const UNCACHED_TTL_MS: u64 = 0;
+
+/// Adds the caching hints a list or read result must carry since 2026-07-28, unless the
+/// downstream gave its own: not cached, and never shared between clients.
+pub fn add_cache_hints(response: &mut Value) {
+    if let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) {
+        result
+            .entry("ttlMs")
+            .or_insert_with(|| Value::from(UNCACHED_TTL_MS));
+        result
+            .entry("cacheScope")
+            .or_insert_with(|| Value::from("private"));
+    }
 }
 
 /// Error codes that changed: "resource not found" is `-32602` (invalid params) since

@@ -5,5 +5,6 @@
 
 pub mod era;
 pub mod jsonrpc;
+pub mod param_headers;
 pub mod sse;
 pub mod version;

@@ -24,34 +24,50 @@ const REQUEST_CANCELLED: i64 = -32800;
 /// The protocol era of the client a message goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Era {
-    /// 2024-11-05 … 2025-11-25: messages go as the downstream sent them.
-    Handshake,
+    /// 2024-11-05 … 2025-11-25: messages go as the downstream sent them, but log messages
+    /// only at or above the level the session set (`logging/setLevel` is per client, while
+    /// the downstream's session is shared by every client).
+    Handshake {
+        /// Index into the RFC 5424 levels (0, everything, until the client sets one).
+        log_level: usize,
+    },
     /// 2026-07-28: results carry `resultType` and the server's identity; log messages reach
     /// the client only at or above the level its request asked for (`None`: not at all).
     Stateless {
         /// Index into the RFC 5424 levels, from the request's `_meta`.
         log_level: Option<usize>,
+        /// The result must say how long it may be cached (lists, `resources/read`), which
+        /// a handshake-era downstream never does.
+        cacheable: bool,
     },
 }
 
 impl Era {
     /// Shapes a message for the client, or `None` when it must not be sent.
     pub fn shape(&self, message: Value) -> Option<Value> {
-        let Era::Stateless { log_level } = self else {
-            return Some(message);
-        };
         if jsonrpc::method(&message) == Some("notifications/message") {
             let level = message
                 .pointer("/params/level")
                 .and_then(Value::as_str)
                 .and_then(era::level_index);
-            return match (level, log_level) {
-                (Some(level), Some(wanted)) if level >= *wanted => Some(message),
-                _ => None,
+            let wanted = match self {
+                // A level the client could not have filtered on goes through.
+                Era::Handshake { log_level } => level.is_none_or(|level| level >= *log_level),
+                Era::Stateless { log_level, .. } => {
+                    matches!((level, log_level), (Some(level), Some(wanted)) if level >= *wanted)
+                }
             };
+            return wanted.then_some(message);
         }
+        let Era::Stateless { cacheable, .. } = self else {
+            return Some(message);
+        };
         Some(if message.get("result").is_some() {
-            era::stateless_result(message)
+            let mut message = era::stateless_result(message);
+            if *cacheable {
+                era::add_cache_hints(&mut message);
+            }
+            message
         } else {
             era::stateless_error(message)
         })

@@ -244,9 +244,12 @@ async fn request(
             body::json(StatusCode::OK, &response)
         }
         Reply::Relayed(relay) => {
+            let era = Era::Handshake {
+                log_level: session.log_level_index(),
+            };
             let asks = Some(session.clone());
             let done = move |_| session.untrack(&id);
-            answer::relayed(relay, Era::Handshake, streaming, asks, cancelled, done).await
+            answer::relayed(relay, era, streaming, asks, cancelled, done).await
         }
     }
 }
@@ -273,7 +276,10 @@ async fn post_batch(
                 responses.push(match reply {
                     Reply::Immediate(response) => response,
                     Reply::Relayed(mut relay) => {
-                        answer::next_message(&mut relay, Era::Handshake, false, None).await
+                        let era = Era::Handshake {
+                            log_level: session.log_level_index(),
+                        };
+                        answer::next_message(&mut relay, era, false, None).await
                     }
                 });
             }

@@ -121,7 +121,12 @@ impl Session {
 
     /// The lowest log level this client wants (everything until it calls `logging/setLevel`).
     pub fn log_level(&self) -> &'static str {
-        crate::mcp::era::LEVELS[usize::from(self.min_log_level.load(Ordering::Relaxed))]
+        crate::mcp::era::LEVELS[self.log_level_index()]
+    }
+
+    /// [`Session::log_level`] as an index into the levels.
+    pub fn log_level_index(&self) -> usize {
+        usize::from(self.min_log_level.load(Ordering::Relaxed))
     }
 
     /// Whether a server notification should reach this client.

@@ -20,13 +20,10 @@ use crate::mcp::era::{self, HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::mcp::jsonrpc::{
     self, INVALID_PARAMS, INVALID_REQUEST, Kind, METHOD_NOT_FOUND, RpcError,
 };
-use crate::mcp::{sse, version};
+use crate::mcp::{param_headers, sse, version};
 
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const SESSION_HEADER: &str = "mcp-session-id";
-/// How long clients may cache list results: not at all, since a downstream can change its
-/// lists at any moment (clients learn of it through `subscriptions/listen`).
-const LIST_TTL_MS: u64 = 0;
 /// The `subscriptions/listen` filter key listing resource URIs to watch.
 const RESOURCE_SUBSCRIPTIONS: &str = "resourceSubscriptions";
 /// How often an idle subscription stream sends a comment.
@@ -69,7 +66,8 @@ pub async fn post(
         }
     }
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    if let Err(error) = check(headers, &message) {
+    if let Err(error) = check(headers, &message).and_then(|()| check_params(app, headers, &message))
+    {
         return reject(id, error);
     }
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
@@ -147,6 +145,27 @@ fn check(headers: &HeaderMap, message: &Value) -> Result<(), RpcError> {
     Ok(())
 }
 
+/// A `tools/call`'s `Mcp-Param-*` headers against its arguments, per the called tool's schema
+/// (SEP-2243).
+fn check_params(app: &App, headers: &HeaderMap, message: &Value) -> Result<(), RpcError> {
+    if jsonrpc::method(message) != Some("tools/call") {
+        return Ok(());
+    }
+    let params = message.get("params").unwrap_or(&Value::Null);
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let catalog = app.gateway.catalog();
+    let Some(schema) = catalog
+        .tool_definition(name)
+        .and_then(|tool| tool.get("inputSchema"))
+    else {
+        return Ok(());
+    };
+    let arguments = params.get("arguments").unwrap_or(&Value::Null);
+    param_headers::check(schema, arguments, headers).map_err(|reason| mismatch(&reason))
+}
+
 fn mismatch(message: &str) -> RpcError {
     RpcError::new(HEADER_MISMATCH, message)
 }
@@ -165,7 +184,7 @@ fn discover(app: &App) -> Value {
     json!({
         "supportedVersions": era::STATELESS_REVISIONS,
         "capabilities": initialize["capabilities"],
-        "ttlMs": LIST_TTL_MS,
+        "ttlMs": era::UNCACHED_TTL_MS,
         "cacheScope": "private",
     })
 }
@@ -195,19 +214,17 @@ async fn relay(
     if let Some(params) = message.get_mut("params") {
         era::strip_envelope(params);
     }
-    let shape = Era::Stateless { log_level };
+    let cacheable = method.ends_with("/list") || method == "resources/read";
+    let shape = Era::Stateless {
+        log_level,
+        cacheable,
+    };
     let reply = match resumed(app, &message) {
         Some(relay) => Reply::Relayed(relay),
         None => app.gateway.handle(message, &context).await,
     };
     match reply {
-        Reply::Immediate(mut response) => {
-            if method.ends_with("/list")
-                && let Some(result) = response.get_mut("result").and_then(Value::as_object_mut)
-            {
-                result.insert("ttlMs".into(), Value::from(LIST_TTL_MS));
-                result.insert("cacheScope".into(), Value::from("private"));
-            }
+        Reply::Immediate(response) => {
             let response = shape
                 .shape(response)
                 .expect("BUG: responses are never filtered");

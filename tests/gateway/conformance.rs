@@ -14,23 +14,26 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::support::{Gateway, node, toml_array, tools};
+use crate::support::{Gateway, node, toml_array, tools, unprefixed};
 
 /// Bound on one whole conformance run.
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 
-/// The conformance fixture as the gateway's only downstream, names unprefixed.
+/// The conformance fixture as the gateway's only downstream, names unprefixed. It serves both
+/// eras, and its SEP-2322 tools only in 2026-07-28 (they answer `input_required` results),
+/// so the gateway is told to speak that revision to it rather than choose the handshake era.
 pub fn fixture_gateway_toml() -> String {
     let python = tools().join("bin/python");
     let script = repo_path("tests/servers/conformance_server.py");
-    format!(
-        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n\
-         [mcp.servers.conformance]\ncmd = {}\n",
-        toml_array(&[python.to_str().unwrap(), script.to_str().unwrap()])
+    let cmd = toml_array(&[python.to_str().unwrap(), script.to_str().unwrap()]);
+    unprefixed(
+        "conformance",
+        &format!("cmd = {cmd}\nprotocol_version = \"2026-07-28\""),
     )
 }
 
-fn repo_path(relative: &str) -> PathBuf {
+/// A path in the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
@@ -164,10 +167,48 @@ fn parse(stdout: &str) -> Report {
     report
 }
 
-/// Starts the gateway with the fixture, runs one conformance suite against it and checks the
-/// result against `expected_failures`.
-async fn run_suite(label: &str, package: &str, expected_failures: &str, extra: &[&str]) {
-    let gateway = Gateway::start(&fixture_gateway_toml(), 1).await;
+/// One run of the conformance CLI: what it printed, parsed.
+pub struct Run {
+    report: Report,
+    output: std::process::Output,
+    elapsed: Duration,
+    version: String,
+}
+
+impl Run {
+    /// Everything the CLI printed, for a failure message.
+    fn show_all(&self) -> String {
+        let stdout = String::from_utf8_lossy(&self.output.stdout);
+        let stderr = String::from_utf8_lossy(&self.output.stderr);
+        format!("--- conformance stdout ---\n{stdout}\n--- stderr ---\n{stderr}")
+    }
+
+    /// The names of the scenarios that passed.
+    pub fn passed(&self) -> Vec<&str> {
+        let passed = self.report.scenarios.iter().filter(|s| s.ok());
+        passed.map(|scenario| scenario.name.as_str()).collect()
+    }
+
+    /// How long the run took, in seconds.
+    pub fn elapsed_secs(&self) -> f64 {
+        self.elapsed.as_secs_f64()
+    }
+
+    /// Each scenario run, with whether it passed.
+    pub fn verdicts(&self) -> impl Iterator<Item = (&str, bool)> {
+        let scenarios = self.report.scenarios.iter();
+        scenarios.map(|scenario| (scenario.name.as_str(), scenario.ok()))
+    }
+}
+
+/// Runs the conformance CLI of npm `package` (with `extra` flags) against `url`, with
+/// `expected_failures` as its baseline when given.
+pub async fn run_cli(
+    url: &str,
+    package: &str,
+    expected_failures: Option<&str>,
+    extra: &[&str],
+) -> Run {
     let cli = tools().join("node/node_modules").join(package);
     let version = std::fs::read_to_string(cli.join("package.json"))
         .ok()
@@ -175,15 +216,18 @@ async fn run_suite(label: &str, package: &str, expected_failures: &str, extra: &
         .and_then(|package| package["version"].as_str().map(str::to_owned))
         .unwrap_or_else(|| panic!("{} is not installed: run tests/run", cli.display()));
     let results = tempfile::tempdir().unwrap();
-    let baseline = repo_path(expected_failures);
-    let started = std::time::Instant::now();
-    let child = Command::new(node())
+    let mut command = Command::new(node());
+    command
         .arg(cli.join("dist/index.js"))
-        .args(["server", "--url", &gateway.url, "--expected-failures"])
-        .arg(&baseline)
+        .args(["server", "--url", url])
         .arg("-o")
         .arg(results.path())
-        .args(extra)
+        .args(extra);
+    if let Some(baseline) = expected_failures {
+        command.arg("--expected-failures").arg(repo_path(baseline));
+    }
+    let started = std::time::Instant::now();
+    let child = command
         .env("HOME", results.path())
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -194,26 +238,38 @@ async fn run_suite(label: &str, package: &str, expected_failures: &str, extra: &
         .expect("conformance CLI");
     let output = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
         .await
-        .unwrap_or_else(|_| panic!("conformance {label} did not finish in {RUN_LIMIT:?}"))
+        .unwrap_or_else(|_| {
+            panic!("conformance {package} {extra:?} did not finish in {RUN_LIMIT:?}")
+        })
         .unwrap();
-    let elapsed = started.elapsed();
-    gateway.stop().await;
-
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let report = parse(&stdout);
-    let show_all = || format!("--- conformance stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    let run = Run {
+        report: parse(&String::from_utf8_lossy(&output.stdout)),
+        output,
+        elapsed: started.elapsed(),
+        version,
+    };
     assert!(
-        !report.scenarios.is_empty(),
+        !run.report.scenarios.is_empty(),
         "no scenario summary in the output ({}):\n{}",
-        output.status,
-        show_all()
+        run.output.status,
+        run.show_all()
     );
+    run
+}
+
+/// Starts the gateway with the fixture, runs one conformance suite against it and checks the
+/// result against `expected_failures`.
+async fn run_suite(label: &str, package: &str, expected_failures: &str, extra: &[&str]) {
+    let gateway = Gateway::start(&fixture_gateway_toml(), 1).await;
+    let run = run_cli(&gateway.url, package, Some(expected_failures), extra).await;
+    gateway.stop().await;
+    let report = &run.report;
 
     let flags: String = extra.iter().map(|flag| format!(" {flag}")).collect();
     println!(
-        "conformance {label} (@modelcontextprotocol/conformance {version}{flags}), {:.1} s:",
-        elapsed.as_secs_f64()
+        "conformance {label} (@modelcontextprotocol/conformance {}{flags}), {:.1} s:",
+        run.version,
+        run.elapsed_secs()
     );
     for scenario in &report.scenarios {
         let verdict = if scenario.ok() {
@@ -256,7 +312,7 @@ async fn run_suite(label: &str, package: &str, expected_failures: &str, extra: &
         report.unexpected.is_empty(),
         "unexpected conformance failures {:?}\n{}",
         report.unexpected,
-        show_all()
+        run.show_all()
     );
     assert!(
         report.stale.is_empty(),
@@ -264,10 +320,10 @@ async fn run_suite(label: &str, package: &str, expected_failures: &str, extra: &
         report.stale
     );
     assert!(
-        output.status.success(),
+        run.output.status.success(),
         "conformance CLI failed ({}):\n{}",
-        output.status,
-        show_all()
+        run.output.status,
+        run.show_all()
     );
 }
 

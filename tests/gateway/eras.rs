@@ -1,6 +1,7 @@
-//! Downstreams of both eras behind one gateway, reached by clients of both eras: each
-//! downstream's era is detected (`server/discover`, else `initialize`), renamed tools keep
-//! `Mcp-Name` equal to the body name, and list changes travel both ways.
+//! Downstreams of both eras behind one gateway, reached by clients of both eras: a stateless
+//! downstream (the Python server, which serves both eras, told `protocol_version =
+//! "2026-07-28"`) and a handshake-era one; renamed tools keep `Mcp-Name` equal to the body
+//! name, and list changes travel both ways.
 
 use serde_json::json;
 
@@ -10,7 +11,8 @@ use crate::support::{Gateway, Server, everything_stdio_cmd, names, ok, python_cl
 async fn stateless_and_handshake_downstreams_serve_clients_of_both_eras() {
     let python = Server::python_http(&[]).await;
     let toml = format!(
-        "[mcp]\ntools = \"direct\"\n[mcp.servers.py]\nurl = \"{}\"\n[mcp.servers.ev]\ncmd = {}\n",
+        "[mcp]\ntools = \"direct\"\n[mcp.servers.py]\nurl = \"{}\"\nprotocol_version = \"2026-07-28\"\n\
+         [mcp.servers.ev]\ncmd = {}\n",
         python.url(),
         everything_stdio_cmd()
     );
@@ -56,5 +58,28 @@ async fn stateless_and_handshake_downstreams_serve_clients_of_both_eras() {
             names(ok(&run, 5), "tools")
         );
     }
+    gateway.stop().await;
+}
+
+/// A server that serves both eras is spoken to in the handshake era (where its tools can ask
+/// the client in the middle of a call), unless its `protocol_version` names another revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dual_era_server_gets_the_handshake_era_or_the_configured_revision() {
+    let python = Server::python_http(&[]).await;
+    let server = |name: &str, key: &str| {
+        format!("[mcp.servers.{name}]\nurl = \"{}\"\n{key}\n", python.url())
+    };
+    let toml = [
+        server("chosen", ""),
+        server("older", "protocol_version = \"2025-06-18\""),
+        server("stateless", "protocol_version = \"2026-07-28\""),
+    ]
+    .concat();
+    let gateway = Gateway::start(&toml, 3).await;
+    let health = gateway.health().await;
+    let version = |name: &str| health["servers"][name]["protocolVersion"].clone();
+    assert_eq!(version("chosen"), "2025-11-25", "{health}");
+    assert_eq!(version("older"), "2025-06-18", "{health}");
+    assert_eq!(version("stateless"), "2026-07-28", "{health}");
     gateway.stop().await;
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod conformance;
+mod dual_era;
 mod eras;
 mod everything;
 mod hostile;

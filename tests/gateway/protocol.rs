@@ -342,3 +342,40 @@ async fn unknown_methods_and_tools_are_json_rpc_errors() {
     );
     gateway.stop().await;
 }
+
+/// `logging/setLevel` applies to the client that sent it: the second conformance fixture
+/// (stdio, handshake era; log messages on its session reach the clients' GET streams) honours
+/// the level it is given, and gets the most verbose one any client asked for, so a client
+/// asking for debug keeps its info messages after another asked for errors only, and that
+/// other one gets none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_level_applies_to_its_own_client_only() {
+    let toml = crate::support::unprefixed("hs", &crate::dual_era::fixture_cmd());
+    let gateway = Gateway::start(&toml, 1).await;
+    let (quiet, chatty) = (
+        RawSession::open(&gateway.url).await,
+        RawSession::open(&gateway.url).await,
+    );
+    let (mut quiet_stream, mut chatty_stream) =
+        (quiet.notifications().await, chatty.notifications().await);
+    for (session, level) in [(&chatty, "debug"), (&quiet, "error")] {
+        let answer = session
+            .request("logging/setLevel", json!({"level": level}))
+            .await;
+        assert_eq!(answer["result"], json!({}), "{answer}");
+    }
+    chatty.call_text("test_tool_with_logging", json!({})).await;
+    for _ in 0..3 {
+        let message = chatty_stream.next_message().await;
+        assert_eq!(message["method"], "notifications/message", "{message}");
+        assert_eq!(message["params"]["level"], "info", "{message}");
+    }
+    let leaked = quiet_stream
+        .next_message_within(std::time::Duration::from_millis(500))
+        .await;
+    assert!(
+        leaked.is_none(),
+        "an info message reached the client that asked for errors: {leaked:?}"
+    );
+    gateway.stop().await;
+}

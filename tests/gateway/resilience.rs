@@ -409,3 +409,29 @@ async fn a_rate_limit_refuses_the_call_past_it_naming_server_and_limit() {
     assert!(message.contains("2 per 1m"), "{message}");
     gateway.stop().await;
 }
+
+/// An HTTP+SSE server whose stream announces no `endpoint` (the fixture's `--sse-silent`) is
+/// reached through the configured `message_url` (which alone implies `protocol = "sse"`, as in
+/// Nexus), and one that announces keeps its own endpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sse_server_that_announces_no_endpoint_is_posted_to_at_message_url() {
+    let silent = Server::fixture_http(&["--sse-silent"], true).await;
+    let announcing = Server::fixture_http(&[], true).await;
+    let base = |server: &Server| format!("http://127.0.0.1:{}", server.port);
+    let toml = format!(
+        "[mcp]\ntools = \"direct\"\n\
+         [mcp.servers.silent]\nurl = \"{0}/sse\"\nmessage_url = \"{0}/messages\"\n\
+         [mcp.servers.loud]\nurl = \"{1}/sse\"\nprotocol = \"sse\"\nmessage_url = \"{1}/nowhere\"\n",
+        base(&silent),
+        base(&announcing)
+    );
+    let gateway = Gateway::start(&toml, 2).await;
+    let session = RawSession::open(&gateway.url).await;
+    for server in ["silent", "loud"] {
+        let echoed = session
+            .call_text(&format!("{server}__echo"), json!({"message": server}))
+            .await;
+        assert_eq!(echoed, server);
+    }
+    gateway.stop().await;
+}

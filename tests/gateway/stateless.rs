@@ -4,7 +4,7 @@
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Gateway, fixture_stdio_cmd, names, ok, python_client, raw, text};
+use crate::support::{Gateway, Server, fixture_stdio_cmd, names, ok, python_client, raw, text};
 
 fn config() -> String {
     format!(
@@ -177,5 +177,70 @@ async fn discover_describes_the_gateway_and_get_is_not_allowed() {
             &"POST".parse::<http::HeaderValue>().unwrap()
         )
     );
+    gateway.stop().await;
+}
+
+/// SEP-2243: the second conformance fixture's `test_custom_header` marks `region` with
+/// `x-mcp-header: Region`. The gateway checks the client's `Mcp-Param-Region` against the
+/// body as a server must, and sends the header (for the renamed tool) to the fixture, spoken
+/// to statelessly over Streamable HTTP, whose SDK rejects a call without it.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_headers_are_checked_and_sent_downstream() {
+    let fixture =
+        Server::python_script_http("tests/servers/handshake_server.py", &["--http"]).await;
+    let toml = format!(
+        "[mcp]\ntools = \"direct\"\n[mcp.servers.hs]\nurl = \"{}\"\nprotocol_version = \"{REVISION}\"\n",
+        fixture.url()
+    );
+    let gateway = Gateway::start(&toml, 1).await;
+    let tool = "hs__test_custom_header";
+    let request = |header: Option<&str>| {
+        let (mut headers, body) = tools_call(tool, json!({"region": "Hello"}));
+        if let Some(value) = header {
+            headers.insert("mcp-param-region", value.parse().unwrap());
+        }
+        (headers, body)
+    };
+    for accepted in ["Hello", "=?base64?SGVsbG8=?="] {
+        let (status, answer) = post(&gateway.url, request(Some(accepted))).await;
+        assert_eq!(status, StatusCode::OK, "{accepted}: {answer}");
+        assert_eq!(text(&answer["result"]), "region=Hello", "{answer}");
+    }
+    for rejected in [
+        None,
+        Some("Bye"),
+        Some("=?base64?SGVsbG8?="),
+        Some("=?base64?SGVs!!!bG8=?="),
+    ] {
+        let (status, answer) = post(&gateway.url, request(rejected)).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_i64()),
+            (StatusCode::BAD_REQUEST, Some(-32020)),
+            "{rejected:?}: {answer}"
+        );
+    }
+    // The official client in the 2026-07-28 mode sends the header from the listed schema.
+    let steps = json!([{"op": "call_tool", "name": tool, "arguments": {"region": "été"}}]);
+    let run = python_client(&gateway.url, steps, &["--mode", REVISION]).await;
+    assert_eq!(text(ok(&run, 0)), "region=été", "{run:#}");
+    gateway.stop().await;
+}
+
+/// An unknown tool is a protocol error, as the 2026-07-28 revision's tools page says
+/// (`-32602`, "Unknown tool: NAME"), in both eras, whatever the downstream would answer (the
+/// Python SDK answers an `isError` result instead). The `server-stateless` scenario's probes
+/// of its diagnostic tools take such an error for "not testable".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_tool_is_a_protocol_error_in_both_eras() {
+    let gateway = Gateway::start(&config(), 1).await;
+    let (status, answer) = post(&gateway.url, tools_call("fx__nope", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert_eq!(answer["error"]["message"], "Unknown tool: fx__nope");
+    assert!(answer.get("result").is_none(), "{answer}");
+    let session = crate::support::RawSession::open(&gateway.url).await;
+    let answer = session.call(3, "fx__nope", json!({})).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert_eq!(answer["error"]["message"], "Unknown tool: fx__nope");
     gateway.stop().await;
 }

@@ -1,12 +1,15 @@
 //! Resource subscriptions through the gateway: `resources/subscribe` reaches the downstream
-//! that owns the URI, and its `notifications/resources/updated` reach only subscribed clients.
+//! that owns the URI, its `notifications/resources/updated` reach only subscribed clients, and
+//! a downstream that restarts is subscribed again.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::dual_era::fixture_cmd;
 use crate::support::{
-    EventStream, Gateway, RawSession, everything_stdio_cmd, everything_unprefixed,
+    EventStream, Gateway, RawSession, everything_stdio_cmd, everything_unprefixed, unprefixed,
+    wait_for,
 };
 
 /// A URI server-everything lists (it sends updates for subscribed URIs every 5 s once
@@ -65,5 +68,58 @@ async fn resource_updates_reach_only_subscribed_sessions() {
         .request("resources/unsubscribe", json!({"uri": WATCHED}))
         .await;
     assert_eq!(answer["result"], json!({}), "{answer}");
+    gateway.stop().await;
+}
+
+/// The second conformance fixture (official Python SDK, handshake era, stdio) as the only
+/// downstream: its `test_touch_subscribed` announces an update of each URI subscribed to in
+/// its process and names the process.
+async fn touch(session: &RawSession) -> (u32, String) {
+    let text = session.call_text("test_touch_subscribed", json!({})).await;
+    let (pid, updated) = text
+        .strip_prefix("pid=")
+        .and_then(|rest| rest.split_once(" updated="))
+        .unwrap_or_else(|| panic!("unexpected answer {text}"));
+    (pid.parse().unwrap(), updated.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_survives_a_downstream_restart() {
+    const URI: &str = "test://watched-resource";
+    let gateway = Gateway::start(&unprefixed("hs", &fixture_cmd()), 1).await;
+    let session = RawSession::open(&gateway.url).await;
+    let mut stream = session.notifications().await;
+    let answer = session
+        .request("resources/subscribe", json!({"uri": URI}))
+        .await;
+    assert_eq!(answer["result"], json!({}), "{answer}");
+    let (pid, updated) = touch(&session).await;
+    assert_eq!(updated, URI);
+    let update = next_update(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(
+        update.expect("no update before the restart")["params"]["uri"],
+        URI
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let updated = wait_for("the restarted fixture answers", || async {
+        let response = session.call(2, "test_touch_subscribed", json!({})).await;
+        let text = crate::support::text(response.get("result")?).to_owned();
+        (!text.starts_with(&format!("pid={pid} "))).then_some(text)
+    })
+    .await;
+    assert!(
+        updated.ends_with(&format!("updated={URI}")),
+        "the new process was not subscribed again: {updated}"
+    );
+    let update = next_update(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(
+        update.expect("no update after the restart")["params"]["uri"],
+        URI
+    );
     gateway.stop().await;
 }

@@ -89,9 +89,13 @@ pub fn everything_stdio_cmd() -> String {
 /// server-everything as the only downstream, names unprefixed; `target` is its `cmd = …` or
 /// `url = …` line.
 pub fn everything_unprefixed(target: &str) -> String {
-    format!(
-        "[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.everything]\n{target}\n"
-    )
+    unprefixed("everything", target)
+}
+
+/// A gateway in front of one downstream `name` (`target`: its `cmd` or `url` and more keys),
+/// with `tools = "direct"` and names unprefixed.
+pub fn unprefixed(name: &str, target: &str) -> String {
+    format!("[mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n[mcp.servers.{name}]\n{target}\n")
 }
 
 /// A free loopback port (bound, then released; the race is harmless on loopback in tests).

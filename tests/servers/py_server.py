@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 import uvicorn
+from announcing import AnnouncingServer
 from cryptography import x509
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -138,18 +139,6 @@ class TlsScopeProtocol(H11Protocol):
             await app(scope, receive, send)
 
         self.app = with_tls
-
-
-class AnnouncingServer(uvicorn.Server):
-    """Prints the LISTENING line only once uvicorn really accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, port: int) -> None:
-        super().__init__(config)
-        self.port = port
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        print(f"LISTENING {self.port}", flush=True)
 
 
 def main() -> None:

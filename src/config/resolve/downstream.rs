@@ -16,6 +16,7 @@ use crate::config::raw::{
     RawStderr,
 };
 use crate::config::template::join;
+use crate::mcp::{era, version};
 
 impl Cx<'_> {
     /// Every server of `[mcp.servers]`, in file order.
@@ -67,6 +68,19 @@ impl Cx<'_> {
         let call_timeout = self
             .timeout(raw.call_timeout, &join(&key, "call_timeout"))
             .unwrap_or(timeout);
+        let protocol_version = raw
+            .protocol_version
+            .and_then(|value| self.protocol_version(value, &join(&key, "protocol_version")));
+        if let (Some(version), Some(protocol)) = (protocol_version, &raw.protocol)
+            && era::STATELESS_REVISIONS.contains(&version)
+            && matches!(protocol.get_ref(), RawProtocol::Sse)
+        {
+            let message = format!("the HTTP+SSE transport has no {version} revision");
+            let fix =
+                "remove `protocol = \"sse\"`, or set a handshake revision such as \"2025-11-25\"";
+            self.problems
+                .push(protocol.span(), &join(&key, "protocol"), message, fix);
+        }
         let rate_limit = raw
             .rate_limits
             .map(|limits| self.rate_limit(limits, &join(&key, "rate_limits")));
@@ -75,6 +89,7 @@ impl Cx<'_> {
             (Some(cmd), None) => {
                 let http_only = [
                     ("protocol", raw.protocol.map(|p| p.span())),
+                    ("message_url", raw.message_url.map(|m| m.span())),
                     ("auth", raw.auth.map(|a| a.span())),
                     ("tls", raw.tls.map(|t| t.span())),
                 ];
@@ -91,7 +106,8 @@ impl Cx<'_> {
                     ("inherit_env", raw.inherit_env.map(|i| i.span())),
                 ];
                 self.reject(&key, false, &stdio_only);
-                Transport::Http(self.http(&key, url, raw.protocol, raw.auth, raw.tls)?)
+                let protocol = (raw.protocol, raw.message_url);
+                Transport::Http(self.http(&key, url, protocol, raw.auth, raw.tls)?)
             }
             (cmd, _) => {
                 self.not_one_transport(&name, &key, cmd.is_some());
@@ -103,8 +119,31 @@ impl Cx<'_> {
             transport,
             rate_limit,
             call_timeout,
+            protocol_version,
             limits,
         })
+    }
+
+    /// A revision the gateway speaks, as one of its own constants.
+    fn protocol_version(&mut self, value: Spanned<String>, key: &str) -> Option<&'static str> {
+        let known = version::HANDSHAKE_REVISIONS
+            .iter()
+            .chain(era::STATELESS_REVISIONS)
+            .find(|known| **known == value.get_ref().as_str());
+        if known.is_none() {
+            let mut revisions: Vec<&str> = era::STATELESS_REVISIONS.to_vec();
+            revisions.extend(version::HANDSHAKE_REVISIONS);
+            let message = format!(
+                "`{}` is not a protocol revision the gateway speaks",
+                value.get_ref()
+            );
+            let fix = format!(
+                "use one of {}, or remove the key to let the gateway choose",
+                revisions.join(", ")
+            );
+            self.problems.push(value.span(), key, message, &fix);
+        }
+        known.copied()
     }
 
     fn not_one_transport(&mut self, name: &Spanned<String>, key: &str, both: bool) {
@@ -124,17 +163,31 @@ impl Cx<'_> {
         &mut self,
         key: &str,
         url: Spanned<String>,
-        protocol: Option<Spanned<RawProtocol>>,
+        (protocol, message_url): (Option<Spanned<RawProtocol>>, Option<Spanned<String>>),
         auth: Option<Spanned<RawAuth>>,
         tls: Option<Spanned<RawClientTls>>,
     ) -> Option<Http> {
         let url = self.url(url, &join(key, "url"))?;
         let https = url.scheme_str() == Some("https");
+        let message_key = join(key, "message_url");
+        if let (Some(message_url), Some(RawProtocol::StreamableHttp)) =
+            (&message_url, protocol.as_ref().map(|p| *p.get_ref()))
+        {
+            let message = "`message_url` applies only to HTTP+SSE servers".to_string();
+            let fix = "remove it, or set `protocol = \"sse\"`";
+            self.problems
+                .push(message_url.span(), &message_key, message, fix);
+        }
+        let message_url = message_url.and_then(|value| self.url(value, &message_key).map(Box::new));
+        let protocol = match protocol.map(Spanned::into_inner) {
+            Some(RawProtocol::StreamableHttp) => Some(HttpProtocol::StreamableHttp),
+            Some(RawProtocol::Sse) => Some(HttpProtocol::Sse),
+            // As in Nexus: a POST URL of its own is what only HTTP+SSE has.
+            None => message_url.as_ref().map(|_| HttpProtocol::Sse),
+        };
         Some(Http {
-            protocol: protocol.map(|p| match p.into_inner() {
-                RawProtocol::StreamableHttp => HttpProtocol::StreamableHttp,
-                RawProtocol::Sse => HttpProtocol::Sse,
-            }),
+            protocol,
+            message_url,
             auth: auth.and_then(|auth| self.auth(auth, &join(key, "auth"))),
             tls: self.client_tls(tls, &join(key, "tls"), https),
             url,

@@ -285,6 +285,7 @@ fn error_path(base: &str, path: &serde_path_to_error::Path, message: &str) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::model::{HttpProtocol, Transport};
 
     /// The problems (without the file name) reported for `text`, given a directory to resolve
     /// relative paths against.
@@ -401,6 +402,62 @@ mod tests {
             [
                 "3:25: mcp.servers.a.rate_limits.limit: must be at least 1; set the number of calls allowed per interval",
                 "3:39: mcp.servers.a.rate_limits.interval: must be longer than zero; use a positive duration such as \"30s\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn protocol_version_names_a_revision_the_gateway_speaks() {
+        let config = |text: &str| resolve(text, Path::new("n.toml"), &|_| None).unwrap();
+        let forced = config("[mcp.servers.a]\ncmd = [\"x\"]\nprotocol_version = \"2026-07-28\"\n");
+        assert_eq!(forced.mcp.servers[0].protocol_version, Some("2026-07-28"));
+        let chosen = config("[mcp.servers.a]\ncmd = [\"x\"]\n");
+        assert_eq!(chosen.mcp.servers[0].protocol_version, None);
+        assert_eq!(
+            problems("[mcp.servers.a]\ncmd = [\"x\"]\nprotocol_version = \"2025-13-01\"\n"),
+            [
+                "3:20: mcp.servers.a.protocol_version: `2025-13-01` is not a protocol revision the gateway \
+                 speaks; use one of 2026-07-28, 2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05, or remove \
+                 the key to let the gateway choose"
+            ]
+        );
+        let text = "[mcp.servers.a]\nurl = \"http://h\"\nprotocol = \"sse\"\nprotocol_version = \"2026-07-28\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                "3:12: mcp.servers.a.protocol: the HTTP+SSE transport has no 2026-07-28 revision; remove \
+                 `protocol = \"sse\"`, or set a handshake revision such as \"2025-11-25\""
+            ]
+        );
+    }
+
+    #[test]
+    fn message_url_is_an_sse_url() {
+        let config = resolve(
+            "[mcp.servers.a]\nurl = \"http://h/sse\"\nmessage_url = \"http://h/messages\"\n",
+            Path::new("n.toml"),
+            &|_| None,
+        )
+        .unwrap();
+        let Transport::Http(http) = &config.mcp.servers[0].transport else {
+            panic!("not HTTP")
+        };
+        assert_eq!(http.protocol, Some(HttpProtocol::Sse));
+        assert_eq!(http.message_url.as_deref().unwrap(), "http://h/messages");
+        let text = "[mcp.servers.a]\nurl = \"http://h/mcp\"\nprotocol = \"streamable-http\"\n\
+                    message_url = \"http://h/m\"\n";
+        assert_eq!(
+            problems(text),
+            [
+                "4:15: mcp.servers.a.message_url: `message_url` applies only to HTTP+SSE servers; remove it, \
+                 or set `protocol = \"sse\"`"
+            ]
+        );
+        assert_eq!(
+            problems("[mcp.servers.a]\ncmd = [\"x\"]\nmessage_url = \"http://h/m\"\n"),
+            [
+                "3:15: mcp.servers.a.message_url: `message_url` applies only to HTTP servers (`url`), and \
+                 this is a stdio server; remove it, or use `url` instead of `cmd`"
             ]
         );
     }
