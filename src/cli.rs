@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pkcs11::keygen::KeySpec;
 
 /// An MCP gateway on native OpenSSL: one MCP endpoint for many downstream MCP servers.
 #[derive(Debug, Parser)]
@@ -60,6 +62,38 @@ pub enum Pkcs11Command {
         #[arg(long)]
         pin_file: Option<PathBuf>,
     },
+    /// Generate a key pair on the token (private key sensitive, never extractable, sign-only)
+    /// and print its `pkcs11:` URI. Refuses a label or id that is already taken.
+    Keygen {
+        /// Label of the token to generate on.
+        #[arg(long)]
+        token: String,
+        /// Label (`CKA_LABEL`) of the new key pair.
+        #[arg(long)]
+        label: String,
+        /// `CKA_ID` in hex, e.g. `01` [default: 8 random bytes].
+        #[arg(long)]
+        id: Option<String>,
+        /// Key type and size.
+        #[arg(long = "type", value_enum)]
+        key_type: KeySpec,
+        /// Module and PIN.
+        #[command(flatten)]
+        access: TokenAccess,
+    },
+}
+
+/// Which PKCS#11 module and PIN a token subcommand uses. The PIN is never read from the
+/// command line.
+#[derive(Debug, Args)]
+pub struct TokenAccess {
+    /// PKCS#11 module [default: `[pkcs11] module_path` of --config].
+    #[arg(long)]
+    pub module: Option<PathBuf>,
+    /// File holding the user PIN; a bare name is read from $CREDENTIALS_DIRECTORY when that is
+    /// set [default: the `[pkcs11]` PIN of --config, else asked for without echo on a terminal].
+    #[arg(long)]
+    pub pin_file: Option<PathBuf>,
 }
 
 /// `nexus tls ...`.

@@ -63,6 +63,12 @@ pub enum Pkcs11Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The PIN could not be read from the terminal.
+    #[error("cannot read the PIN from the terminal: {source}")]
+    PinPrompt {
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The token's user PIN is locked; nexus does not try to log in.
     #[error(
         "the user PIN of token \"{token}\" is locked (CKF_USER_PIN_LOCKED); nexus did not try to log in: unlock it with the SO PIN"

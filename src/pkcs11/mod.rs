@@ -45,8 +45,10 @@
 //! requires OpenSSL 3.0.7 or later. PKCS#11 state does not survive `fork()`: load keys after
 //! daemonizing.
 
+pub mod admin;
 mod error;
 mod key;
+pub mod keygen;
 pub mod list;
 mod provider;
 mod scheme;
