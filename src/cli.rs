@@ -81,6 +81,34 @@ pub enum Pkcs11Command {
         #[command(flatten)]
         access: TokenAccess,
     },
+    /// Write a PKCS#10 certificate request signed by a token key (ECDSA, or RSA PKCS#1 v1.5 /
+    /// RSA-PSS), checked with OpenSSL before it is written, as PEM.
+    Csr {
+        /// The private key's `pkcs11:` URI (as `keygen` printed it).
+        #[arg(long)]
+        key: String,
+        /// Subject, e.g. `/CN=nexus-gateway/O=Example`.
+        #[arg(long)]
+        subject: String,
+        /// subjectAltName entries, e.g. `DNS:gw.example.com,IP:10.0.0.5`.
+        #[arg(long, value_delimiter = ',')]
+        san: Vec<String>,
+        /// Ask for a TLS client certificate (extendedKeyUsage=clientAuth, digitalSignature).
+        #[arg(long, conflicts_with = "server")]
+        client: bool,
+        /// Ask for a TLS server certificate (extendedKeyUsage=serverAuth, digitalSignature).
+        #[arg(long)]
+        server: bool,
+        /// Sign with RSA-PSS instead of PKCS#1 v1.5 (RSA keys only).
+        #[arg(long)]
+        rsa_pss: bool,
+        /// Write the request here [default: standard output].
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Module and PIN.
+        #[command(flatten)]
+        access: TokenAccess,
+    },
 }
 
 /// Which PKCS#11 module and PIN a token subcommand uses. The PIN is never read from the

@@ -190,3 +190,114 @@ fn keygen_refuses_a_taken_label_or_id() {
     let result = pki.probe(&["load", "--key", &uri]);
     assert_eq!(result["ok"], true, "{result:#}");
 }
+
+/// `csr --key URI --subject SUBJECT --client -o FILE` plus `extra`.
+fn csr(pki: &Pki, spy: Option<&Path>, key: &str, out: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "csr",
+        "--key",
+        key,
+        "--subject",
+        "/CN=nexus-gateway/O=Nexus Tests",
+        "--san",
+        "DNS:gw.example.com,IP:127.0.0.1",
+        "--client",
+        "-o",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    nexus(pki, spy, &args)
+}
+
+/// `openssl req -verify` on `csr`, then the test CA issues `cert` for it.
+fn verify_and_issue(pki: &Pki, csr: &str, cert: &str) -> String {
+    let text = pki.run(
+        "openssl",
+        &["req", "-in", csr, "-verify", "-noout", "-text"],
+    );
+    pki.run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-days",
+            "2",
+            "-copy_extensions",
+            "copy",
+            "-out",
+            cert,
+        ],
+    );
+    pki.run("openssl", &["verify", "-CAfile", "ca.crt", cert]);
+    text
+}
+
+#[test]
+fn csr_of_every_key_type_verifies_and_the_ca_signs_it() {
+    let pki = Pki::new();
+    let log = pki.path("spy-csr.log");
+    let cases: [(&str, &[&str], &str, &str); 4] = [
+        ("rsakey", &[], "sha256WithRSAEncryption", "CKM_RSA_PKCS"),
+        ("rsakey", &["--rsa-pss"], "rsassaPss", "CKM_RSA_PKCS_PSS"),
+        ("eckey", &[], "ecdsa-with-SHA256", "CKM_ECDSA"),
+        ("ec384key", &[], "ecdsa-with-SHA384", "CKM_ECDSA"),
+    ];
+    for (n, (label, extra, algorithm, mechanism)) in cases.into_iter().enumerate() {
+        let _ = std::fs::remove_file(&log);
+        let key = format!("pkcs11:token={TOKEN};object={label};type=private");
+        let (file, cert) = (format!("{n}.csr"), format!("{n}.crt"));
+        success(&csr(&pki, Some(&log), &key, &file, extra), &file);
+        let text = verify_and_issue(&pki, &file, &cert);
+        for expected in [
+            &format!("Signature Algorithm: {algorithm}"),
+            "Subject: CN = nexus-gateway, O = Nexus Tests",
+            "DNS:gw.example.com, IP Address:127.0.0.1",
+            "TLS Web Client Authentication",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{label} {extra:?}: no {expected:?} in:\n{text}"
+            );
+        }
+        let spy = std::fs::read_to_string(&log).unwrap();
+        let used = support::mechanisms_used(&spy);
+        assert_eq!(used, [mechanism], "{label} {extra:?} signed with:\n{spy}");
+    }
+}
+
+#[test]
+fn csr_names_what_is_wrong() {
+    let pki = Pki::new();
+    let ec = format!("pkcs11:token={TOKEN};object=eckey;type=private");
+    let stderr = failure(&csr(&pki, None, &ec, "x.csr", &["--rsa-pss"]), "PSS on EC");
+    assert!(stderr.contains("--rsa-pss needs an RSA key"), "{stderr}");
+    let args = ["csr", "--key", &ec, "--subject", "CN=x"];
+    let stderr = failure(&nexus(&pki, None, &args), "subject without /");
+    assert!(
+        stderr.contains("--subject \"CN=x\": it must start with /"),
+        "{stderr}"
+    );
+    let args = ["csr", "--key", &ec, "--subject", "/CN=x", "--san", "URI:x"];
+    let stderr = failure(&nexus(&pki, None, &args), "bad SAN");
+    assert!(
+        stderr.contains("--san URI:x: use DNS:name or IP:address"),
+        "{stderr}"
+    );
+    let missing = format!("pkcs11:token={TOKEN};object=nothere;type=private");
+    let args = ["csr", "--key", &missing, "--subject", "/CN=x"];
+    let stderr = failure(&nexus(&pki, None, &args), "missing key");
+    assert!(stderr.contains("no private key matching"), "{stderr}");
+    // Standard output by default: a PEM request.
+    let args = ["csr", "--key", &ec, "--subject", "/CN=stdout"];
+    let pem = success(&nexus(&pki, None, &args), "csr to stdout");
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{pem}"
+    );
+}

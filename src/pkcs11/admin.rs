@@ -81,6 +81,45 @@ pub fn run(
             writeln!(out, "{uri}")?;
             Ok(())
         }
+        Pkcs11Command::Csr {
+            key,
+            subject,
+            san,
+            client,
+            server,
+            rsa_pss,
+            out: path,
+            access,
+        } => {
+            let defaults = defaults(config, access)?;
+            let usage = match (client, server) {
+                (true, _) => Some(super::csr::Usage::Client),
+                (_, true) => Some(super::csr::Usage::Server),
+                _ => None,
+            };
+            let request = super::csr::Request {
+                key,
+                subject,
+                san,
+                usage,
+                rsa_pss: *rsa_pss,
+            };
+            let pem = super::csr::create(&request, &defaults)?
+                .to_pem()
+                .map_err(|source| Pkcs11Error::OpenSsl {
+                    action: "write the request as PEM",
+                    source,
+                })?;
+            match path {
+                Some(path) => std::fs::write(path, pem).map_err(|source| AdminError::File {
+                    action: "write",
+                    path: path.clone(),
+                    source,
+                })?,
+                None => out.write_all(&pem)?,
+            }
+            Ok(())
+        }
     }
 }
 
@@ -117,6 +156,14 @@ pub(crate) fn open_token(
         }
     })?;
     Ok(token)
+}
+
+/// Loads the private key `uri` names, asking for the PIN as [`open_token`] does.
+pub(crate) fn load_key(
+    uri: &str,
+    defaults: &Pkcs11Defaults,
+) -> Result<super::TokenKey, AdminError> {
+    super::private_key_with(uri, |uri| open_token(uri, defaults))
 }
 
 fn prompt(label: &str) -> Result<Option<Pin>, Pkcs11Error> {
