@@ -109,6 +109,26 @@ pub enum Pkcs11Command {
         #[command(flatten)]
         access: TokenAccess,
     },
+    /// Store a certificate on the token with its key's `CKA_ID` and label (and the chain that
+    /// follows it in the file), so the configuration can name it by `pkcs11:` URI. Refuses a
+    /// certificate that does not match the key.
+    ImportCert {
+        /// Label of the token holding the key.
+        #[arg(long)]
+        token: String,
+        /// Label (`CKA_LABEL`) of the private key the certificate is for.
+        #[arg(long)]
+        label: String,
+        /// The certificate: PEM (leaf first, then its chain) or DER.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Replace the certificate already stored for the key (renewal).
+        #[arg(long)]
+        replace: bool,
+        /// Module and PIN.
+        #[command(flatten)]
+        access: TokenAccess,
+    },
 }
 
 /// Which PKCS#11 module and PIN a token subcommand uses. The PIN is never read from the

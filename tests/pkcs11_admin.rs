@@ -301,3 +301,78 @@ fn csr_names_what_is_wrong() {
         "{pem}"
     );
 }
+
+/// `import-cert --token nexus --label LABEL --cert FILE` plus `extra`.
+fn import_cert(pki: &Pki, label: &str, cert: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "import-cert",
+        "--token",
+        TOKEN,
+        "--label",
+        label,
+        "--cert",
+        cert,
+    ];
+    args.extend_from_slice(extra);
+    nexus(pki, None, &args)
+}
+
+#[test]
+fn import_cert_stores_the_matching_certificate_with_the_key_id() {
+    let pki = Pki::new();
+    let key = format!("pkcs11:token={TOKEN};object=rsakey;type=private");
+    success(&csr(&pki, None, &key, "rsa.csr", &[]), "csr");
+    verify_and_issue(&pki, "rsa.csr", "rsa.crt");
+    let stderr = failure(
+        &import_cert(&pki, "rsakey", "02.crt", &[]),
+        "eckey's certificate",
+    );
+    assert!(
+        stderr.contains(
+            "the certificate does not match the private key pkcs11:token=nexus;object=rsakey"
+        ),
+        "{stderr}"
+    );
+    let uri = success(&import_cert(&pki, "rsakey", "rsa.crt", &[]), "import");
+    assert_eq!(uri, "pkcs11:token=nexus;object=rsakey;id=%01;type=cert");
+    let result = pki.probe(&["load", "--key", &key, "--cert-uri", &uri]);
+    assert_eq!(result["ok"], true, "{result:#}");
+
+    let stderr = failure(
+        &import_cert(&pki, "rsakey", "rsa.crt", &[]),
+        "a second import",
+    );
+    assert!(
+        stderr.contains("already holds a certificate for pkcs11:token=nexus;object=rsakey"),
+        "{stderr}"
+    );
+    // Renewal with the chain in the file: the old certificate goes, the CA is stored once.
+    let chain = [
+        std::fs::read_to_string(pki.path("01.crt")).unwrap(),
+        std::fs::read_to_string(pki.path("ca.crt")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(pki.path("chain.pem"), chain).unwrap();
+    for _ in 0..2 {
+        success(
+            &import_cert(&pki, "rsakey", "chain.pem", &["--replace"]),
+            "renewal",
+        );
+    }
+    let listing = success(&nexus(&pki, None, &["list"]), "list");
+    let certificates: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains("certificate:"))
+        .collect();
+    assert_eq!(certificates.len(), 2, "{listing}");
+    assert!(
+        certificates[0].contains("object=rsakey id=%01 subject CN=client-rsakey"),
+        "{listing}"
+    );
+    assert!(
+        certificates[1].contains("object=rsakey-chain-1 id= subject CN=Nexus Test CA"),
+        "{listing}"
+    );
+    let result = pki.probe(&["load", "--key", &key, "--cert-uri", &uri]);
+    assert_eq!(result["ok"], true, "{result:#}");
+}

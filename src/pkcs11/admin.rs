@@ -81,6 +81,24 @@ pub fn run(
             writeln!(out, "{uri}")?;
             Ok(())
         }
+        Pkcs11Command::ImportCert {
+            token,
+            label,
+            cert,
+            replace,
+            access,
+        } => {
+            let defaults = defaults(config, access)?;
+            let request = super::import::Request {
+                token,
+                label,
+                cert,
+                replace: *replace,
+            };
+            let uri = super::import::import(&request, &defaults)?;
+            writeln!(out, "{uri}")?;
+            Ok(())
+        }
         Pkcs11Command::Csr {
             key,
             subject,

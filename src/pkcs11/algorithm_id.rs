@@ -58,11 +58,13 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 
 /// A non-negative DER INTEGER.
 fn integer(value: usize) -> Vec<u8> {
-    let mut bytes: Vec<u8> = value
-        .to_be_bytes()
-        .into_iter()
-        .skip_while(|&b| b == 0)
-        .collect();
+    unsigned_integer(&value.to_be_bytes())
+}
+
+/// The DER INTEGER of the unsigned big-endian number `magnitude` (e.g. a certificate serial
+/// for `CKA_SERIAL_NUMBER`).
+pub(crate) fn unsigned_integer(magnitude: &[u8]) -> Vec<u8> {
+    let mut bytes: Vec<u8> = magnitude.iter().copied().skip_while(|&b| b == 0).collect();
     if bytes.first().is_none_or(|&b| b & 0x80 != 0) {
         bytes.insert(0, 0);
     }

@@ -310,6 +310,11 @@ impl KeyHandle {
         &self.token
     }
 
+    /// The key's `CKA_ID`, when it has one.
+    pub(crate) fn id(&self) -> Option<&[u8]> {
+        self.selector.id.as_deref()
+    }
+
     /// Signs `digest`. Off the async workers when called on a multi-thread tokio runtime.
     pub(crate) fn sign(&self, scheme: Scheme, digest: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
         use tokio::runtime::{Handle, RuntimeFlavor};

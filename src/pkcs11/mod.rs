@@ -49,6 +49,7 @@ pub mod admin;
 mod algorithm_id;
 pub mod csr;
 mod error;
+pub mod import;
 mod key;
 pub mod keygen;
 pub mod list;
