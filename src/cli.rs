@@ -42,7 +42,8 @@ pub enum Command {
     Serve,
     /// Validate the configuration and exit: 0 when valid, 1 with every problem otherwise.
     Check,
-    /// PKCS#11 tokens: what is needed to write a `pkcs11:` URI.
+    /// PKCS#11 tokens: list them, and put the gateway's keys and certificates on them (keygen,
+    /// csr, import-cert, check).
     #[command(subcommand)]
     Pkcs11(Pkcs11Command),
     /// TLS diagnostics.
@@ -129,6 +130,15 @@ pub enum Pkcs11Command {
         #[command(flatten)]
         access: TokenAccess,
     },
+    /// For every `pkcs11:` key or certificate in --config: find it, log in with the configured
+    /// PIN source, sign a test message with the key and verify it with the certificate's public
+    /// key, and report the certificate's expiry. Exits 1 naming each failure. A rejected PIN is
+    /// tried once per token, never again.
+    Check {
+        /// Module and PIN, over `[pkcs11]` of --config.
+        #[command(flatten)]
+        access: TokenAccess,
+    },
 }
 
 /// Which PKCS#11 module and PIN a token subcommand uses. The PIN is never read from the
@@ -175,6 +185,19 @@ Under systemd: READY=1 is sent once the listener is bound, STATUS= shows connect
 downstreams, WATCHDOG=1 keep-alives are sent when WatchdogSec= is set. `{{ credential.NAME }}` \
 in nexus.toml reads $CREDENTIALS_DIRECTORY/NAME (LoadCredential=), and a relative pin_file or \
 *_password_file names a file in $CREDENTIALS_DIRECTORY when it is set.
+
+Putting the gateway's keys on an HSM: (1) `nexus pkcs11 keygen --token nexus --label \
+client-key --type ec:p256` generates a sign-only, non-extractable key on the token and prints \
+its pkcs11: URI; (2) `nexus pkcs11 csr --key URI --subject /CN=gateway --client -o client.csr` \
+writes a request signed by that key, for your CA; (3) `nexus pkcs11 import-cert --token nexus \
+--label client-key --cert client.crt` stores the issued certificate next to the key and prints \
+its URI; (4) put both URIs in nexus.toml (client_key_path and client_cert_path, or [server.tls] \
+key and certificate) and run `nexus pkcs11 check`, which signs with each configured token key, \
+verifies with its certificate and reports the expiry. Every pkcs11 subcommand takes --module and \
+--pin-file (defaults: [pkcs11] of --config). The PIN is never read from the command line: it \
+comes from --pin-file (a bare name is read from $CREDENTIALS_DIRECTORY), the URI's pin-source, \
+[pkcs11], or a prompt without echo on a terminal. `nexus pkcs11 SUBCOMMAND --help` lists every \
+option.
 
 Files: /etc/nexus/nexus.toml (configuration), /etc/nexus/certs (certificates and keys), \
 /etc/nexus/credentials (secrets for LoadCredential=, root only), /var/lib/nexus (state, \

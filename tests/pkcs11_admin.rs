@@ -13,7 +13,12 @@ use support::{PIN, Pki, SPY, TOKEN};
 /// Runs `nexus pkcs11 <args>` with the token's module (or pkcs11-spy in front of it, logging
 /// to `spy`) and PIN file.
 fn nexus(pki: &Pki, spy: Option<&Path>, args: &[&str]) -> Output {
-    let mut command = pki.command(env!("CARGO_BIN_EXE_nexus"));
+    nexus_with_pin(pki, spy, &pki.pin_file, args)
+}
+
+/// [`nexus`] with the PIN file `pin_file`.
+fn nexus_with_pin(pki: &Pki, spy: Option<&Path>, pin_file: &Path, args: &[&str]) -> Output {
+    let mut command = pki.nexus_pkcs11(args);
     let module = match spy {
         Some(log) => {
             command
@@ -24,12 +29,10 @@ fn nexus(pki: &Pki, spy: Option<&Path>, args: &[&str]) -> Output {
         None => pki.module.as_path(),
     };
     command
-        .arg("pkcs11")
-        .args(args)
         .arg("--module")
         .arg(module)
         .arg("--pin-file")
-        .arg(&pki.pin_file);
+        .arg(pin_file);
     command.output().expect("run nexus")
 }
 
@@ -153,36 +156,52 @@ fn template_values(spy: &str, attribute: &str) -> Vec<String> {
     values
 }
 
+/// `keygen --token nexus --label LABEL [--id ID] --type ec:p256`.
+fn keygen_ec(pki: &Pki, label: &str, id: Option<&str>) -> Output {
+    let mut args = vec![
+        "keygen", "--token", TOKEN, "--label", label, "--type", "ec:p256",
+    ];
+    args.extend(id.iter().flat_map(|id| ["--id", id]));
+    nexus(pki, None, &args)
+}
+
 #[test]
 fn keygen_refuses_a_taken_label_or_id() {
     let pki = Pki::new();
     // The support token already holds rsakey with id 01.
-    let args = [
-        "keygen", "--token", TOKEN, "--label", "rsakey", "--type", "ec:p256",
+    let refusals = [
+        (
+            "rsakey",
+            None,
+            "token \"nexus\" already has an object with object=rsakey",
+        ),
+        ("fresh", Some("01"), "already has an object with id=%01"),
+        ("fresh", Some("0x1"), "--id 0x1 is not hex bytes"),
     ];
-    let stderr = failure(&nexus(&pki, None, &args), "keygen over rsakey");
+    for (label, id, expected) in refusals {
+        let stderr = failure(
+            &keygen_ec(&pki, label, id),
+            &format!("keygen {label} {id:?}"),
+        );
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    // No PIN anywhere and no terminal to ask on.
+    let module = pki.module.display().to_string();
+    let output = pki
+        .nexus_pkcs11(&[
+            "keygen", "--token", TOKEN, "--label", "fresh", "--type", "ec:p256",
+        ])
+        .args(["--module", &module])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = failure(&output, "keygen without a PIN");
     assert!(
-        stderr.contains("token \"nexus\" already has an object with object=rsakey"),
+        stderr.contains("no PIN for token \"nexus\": pass --pin-file PATH"),
         "{stderr}"
     );
-    let args = [
-        "keygen", "--token", TOKEN, "--label", "fresh", "--id", "01", "--type", "ec:p256",
-    ];
-    let stderr = failure(&nexus(&pki, None, &args), "keygen over id 01");
-    assert!(
-        stderr.contains("already has an object with id=%01"),
-        "{stderr}"
-    );
-    let args = [
-        "keygen", "--token", TOKEN, "--label", "fresh", "--id", "0x1", "--type", "ec:p256",
-    ];
-    let stderr = failure(&nexus(&pki, None, &args), "keygen with a bad id");
-    assert!(stderr.contains("--id 0x1 is not hex bytes"), "{stderr}");
     // Without --id, a random one; the key is then usable by URI.
-    let args = [
-        "keygen", "--token", TOKEN, "--label", "fresh", "--type", "ec:p256",
-    ];
-    let uri = success(&nexus(&pki, None, &args), "keygen with a random id");
+    let uri = success(&keygen_ec(&pki, "fresh", None), "keygen with a random id");
     assert!(
         uri.starts_with("pkcs11:token=nexus;object=fresh;id=%"),
         "{uri}"
@@ -215,25 +234,7 @@ fn verify_and_issue(pki: &Pki, csr: &str, cert: &str) -> String {
         "openssl",
         &["req", "-in", csr, "-verify", "-noout", "-text"],
     );
-    pki.run(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-days",
-            "2",
-            "-copy_extensions",
-            "copy",
-            "-out",
-            cert,
-        ],
-    );
+    pki.issue_request(csr, cert);
     pki.run("openssl", &["verify", "-CAfile", "ca.crt", cert]);
     text
 }
@@ -365,14 +366,123 @@ fn import_cert_stores_the_matching_certificate_with_the_key_id() {
         .filter(|l| l.contains("certificate:"))
         .collect();
     assert_eq!(certificates.len(), 2, "{listing}");
-    assert!(
-        certificates[0].contains("object=rsakey id=%01 subject CN=client-rsakey"),
-        "{listing}"
-    );
-    assert!(
-        certificates[1].contains("object=rsakey-chain-1 id= subject CN=Nexus Test CA"),
-        "{listing}"
-    );
+    for expected in [
+        "object=rsakey id=%01 subject CN=client-rsakey",
+        "object=rsakey-chain-1 id= subject CN=Nexus Test CA",
+    ] {
+        assert!(
+            certificates.iter().any(|line| line.contains(expected)),
+            "no {expected:?} in:\n{listing}"
+        );
+    }
     let result = pki.probe(&["load", "--key", &key, "--cert-uri", &uri]);
     assert_eq!(result["ok"], true, "{result:#}");
+}
+
+/// A configuration with downstreams `rsa` (token key, PEM certificate) and `p256` (token key,
+/// certificate on the token); returns its path.
+fn check_config(pki: &Pki) -> String {
+    let cert_uri = success(
+        &import_cert(pki, "eckey", "02.crt", &[]),
+        "import eckey's cert",
+    );
+    let server = |name: &str, key: &str, cert: &str| {
+        format!(
+            "[mcp.servers.{name}]\nurl = \"https://127.0.0.1:9/mcp\"\n[mcp.servers.{name}.tls]\n\
+             client_key_path = \"pkcs11:token={TOKEN};object={key};type=private\"\n\
+             client_cert_path = \"{cert}\"\n"
+        )
+    };
+    let toml = format!(
+        "[pkcs11]\nmodule_path = \"{}\"\npin_file = \"{}\"\n{}{}",
+        pki.module.display(),
+        pki.pin_file.display(),
+        server("rsa", "rsakey", &pki.cert(support::KEYS[0])),
+        server("p256", "eckey", &cert_uri),
+    );
+    let path = pki.path("nexus.toml");
+    std::fs::write(&path, toml).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_signs_with_every_configured_token_key_and_reports_expiry() {
+    let pki = Pki::new();
+    let config = check_config(&pki);
+    let report = success(&nexus(&pki, None, &["check", "--config", &config]), "check");
+    for expected in [
+        "ok    server 'rsa': key pkcs11:token=nexus;object=rsakey;type=private signs, verified with the certificate; certificate CN=client-rsakey expires in ",
+        "ok    server 'p256': key pkcs11:token=nexus;object=eckey;type=private signs, verified with the certificate; certificate CN=client-eckey expires in ",
+        "GMT): renew it",
+    ] {
+        assert!(report.contains(expected), "no {expected:?} in:\n{report}");
+    }
+}
+
+#[test]
+fn check_names_a_deleted_key() {
+    let pki = Pki::new();
+    let config = check_config(&pki);
+    pki.pkcs11_tool(&[
+        "--login",
+        "--pin",
+        PIN,
+        "--delete-object",
+        "--type",
+        "privkey",
+        "--id",
+        "02",
+    ]);
+    let output = nexus(&pki, None, &["check", "--config", &config]);
+    let stderr = failure(&output, "check without eckey");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("ok    server 'rsa'"), "{report}");
+    assert!(
+        report.contains("FAIL  server 'p256': key: no private key matching pkcs11:token=nexus;object=eckey;type=private on token \"nexus\""),
+        "{report}"
+    );
+    assert!(
+        stderr.contains("1 of 2 PKCS#11 key/certificate pairs failed"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_with_a_wrong_pin_logs_in_once_and_leaves_the_token_usable() {
+    let pki = Pki::new();
+    let config = check_config(&pki);
+    let wrong = pki.path("wrong-pin");
+    std::fs::write(&wrong, "not-the-pin\n").unwrap();
+    let log = pki.path("spy-check.log");
+    for _ in 0..3 {
+        let _ = std::fs::remove_file(&log);
+        let output = nexus_with_pin(&pki, Some(&log), &wrong, &["check", "--config", &config]);
+        failure(&output, "check with a wrong PIN");
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            report.contains("FAIL  server 'rsa': certificate: HSM login to token \"nexus\" failed: CKR_PIN_INCORRECT")
+                || report.contains("FAIL  server 'rsa': key: HSM login to token \"nexus\" failed: CKR_PIN_INCORRECT"),
+            "{report}"
+        );
+        assert!(
+            report.contains(&format!("check pin_file {}", wrong.display())),
+            "{report}"
+        );
+        assert!(
+            report.contains("FAIL  server 'p256'") && report.contains("rejected the PIN earlier"),
+            "{report}"
+        );
+        let spy = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            spy.matches("C_Login").count(),
+            1,
+            "one C_Login per run:\n{spy}"
+        );
+    }
+    let listing = success(&nexus(&pki, None, &["list"]), "list");
+    assert!(!listing.contains("CKF_USER_PIN_LOCKED"), "{listing}");
+    success(
+        &nexus(&pki, None, &["check", "--config", &config]),
+        "check with the right PIN",
+    );
 }

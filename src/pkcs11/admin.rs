@@ -41,6 +41,14 @@ pub enum AdminError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// `nexus pkcs11 check` found problems (each one is in its report).
+    #[error("{failed} of {total} PKCS#11 key/certificate pairs failed the check (see above)")]
+    CheckFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many were checked.
+        total: usize,
+    },
     /// The report could not be written to standard output.
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
@@ -97,6 +105,13 @@ pub fn run(
             };
             let uri = super::import::import(&request, &defaults)?;
             writeln!(out, "{uri}")?;
+            Ok(())
+        }
+        Pkcs11Command::Check { access } => {
+            let path = config.map_or_else(config::default_path, Path::to_path_buf);
+            let loaded = config::load(&path)?;
+            let overrides = defaults(None, access)?;
+            super::check::run(&loaded, &overrides, out)?;
             Ok(())
         }
         Pkcs11Command::Csr {
@@ -167,13 +182,18 @@ pub(crate) fn open_token(
         .clone()
         .or_else(|| defaults.module_path.clone())
         .ok_or(AdminError::NoModule)?;
-    let token = token::open(&module, uri, |label| {
+    let opened = token::open(&module, uri, |label| {
         match super::resolve_pin(uri, defaults)? {
             Some(pin) => Ok(Some(pin)),
             None => prompt(label),
         }
-    })?;
-    Ok(token)
+    });
+    match opened {
+        Err(Pkcs11Error::PinMissing { token, .. }) => Err(AdminError::Usage(format!(
+            "no PIN for token \"{token}\": pass --pin-file PATH (a bare name is read from $CREDENTIALS_DIRECTORY), set [pkcs11] pin_file in --config, or run on a terminal to be asked"
+        ))),
+        other => Ok(other?),
+    }
 }
 
 /// Loads the private key `uri` names, asking for the PIN as [`open_token`] does.

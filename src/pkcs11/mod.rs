@@ -47,6 +47,7 @@
 
 pub mod admin;
 mod algorithm_id;
+pub mod check;
 pub mod csr;
 mod error;
 pub mod import;

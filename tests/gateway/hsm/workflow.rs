@@ -12,9 +12,7 @@ use super::child::Nexus;
 /// Runs `nexus pkcs11 <args>` on the test token; returns its standard output, trimmed.
 fn pkcs11(pki: &Pki, args: &[&str]) -> String {
     let output = pki
-        .command(env!("CARGO_BIN_EXE_nexus"))
-        .arg("pkcs11")
-        .args(args)
+        .nexus_pkcs11(args)
         .arg("--module")
         .arg(&pki.module)
         .arg("--pin-file")
@@ -59,25 +57,7 @@ fn key_with_certificate(pki: &Pki, label: &str, key_type: &str) -> (String, Stri
             &csr,
         ],
     );
-    pki.run(
-        "openssl",
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-days",
-            "2",
-            "-copy_extensions",
-            "copy",
-            "-out",
-            &cert,
-        ],
-    );
+    pki.issue_request(&csr, &cert);
     let cert_uri = pkcs11(
         pki,
         &[
