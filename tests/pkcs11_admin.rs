@@ -486,3 +486,51 @@ fn check_with_a_wrong_pin_logs_in_once_and_leaves_the_token_usable() {
         "check with the right PIN",
     );
 }
+
+#[test]
+fn keygen_asks_for_the_pin_on_a_terminal_without_echo() {
+    use std::io::{Read, Write};
+    let pki = Pki::new();
+    // util-linux `script` gives the command a pseudo-terminal: what it shows comes back on
+    // script's standard output, so an echoed PIN would be seen there.
+    let command = format!(
+        "{} pkcs11 keygen --module {} --token {TOKEN} --label typed --type ec:p256",
+        env!("CARGO_BIN_EXE_nexus"),
+        pki.module.display()
+    );
+    let mut child = pki
+        .command("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script (util-linux)");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut shown = Vec::new();
+    let mut buffer = [0; 256];
+    // The PIN goes in only once the prompt is up (and echo is off): bounded by the output.
+    while !String::from_utf8_lossy(&shown).contains("User PIN for token \"nexus\": ") {
+        let read = stdout.read(&mut buffer).expect("read the terminal");
+        assert!(
+            read > 0 && shown.len() < 4096,
+            "no prompt: {}",
+            String::from_utf8_lossy(&shown)
+        );
+        shown.extend_from_slice(&buffer[..read]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{PIN}\n").as_bytes()).unwrap();
+    stdout.read_to_end(&mut shown).unwrap();
+    drop(stdin);
+    assert!(
+        child.wait().unwrap().success(),
+        "{}",
+        String::from_utf8_lossy(&shown)
+    );
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(
+        shown.contains("pkcs11:token=nexus;object=typed;id=%"),
+        "{shown}"
+    );
+    assert!(!shown.contains(PIN), "the PIN was echoed: {shown}");
+}
