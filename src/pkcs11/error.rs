@@ -161,7 +161,9 @@ pub enum Pkcs11Error {
         source: Option<CkError>,
     },
     /// The token rejected the PIN earlier; nexus will not try it again (it could lock the token).
-    #[error("token \"{token}\" rejected the PIN earlier; restart nexus with the right PIN")]
+    #[error(
+        "token \"{token}\" rejected the PIN earlier; nexus does not try it again (that could lock the token): fix the PIN and start again"
+    )]
     PinRejectedEarlier {
         /// The token label.
         token: String,

@@ -146,6 +146,7 @@ pub(super) type SignatureSetCtxParamsFn =
     unsafe extern "C" fn(ctx: *mut c_void, params: *const OSSL_PARAM) -> c_int;
 pub(super) type SignatureSettableCtxParamsFn =
     unsafe extern "C" fn(ctx: *mut c_void, provctx: *mut c_void) -> *const OSSL_PARAM;
+pub(super) type SignatureGettableCtxParamsFn = SignatureSettableCtxParamsFn;
 
 unsafe extern "C" {
     pub(super) fn OSSL_PARAM_set_octet_string(

@@ -361,7 +361,7 @@ pub(super) static SIGNATURE: [OSSL_DISPATCH; 12] = [
     ),
     dispatch!(
         ffi::OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
-        ffi::SignatureSettableCtxParamsFn,
+        ffi::SignatureGettableCtxParamsFn,
         gettable_ctx_params
     ),
     dispatch!(
