@@ -535,6 +535,8 @@ fn keygen_asks_for_the_pin_on_a_terminal_without_echo() {
         );
         shown.extend_from_slice(&buffer[..read]);
     }
+    // rpassword shows the prompt, then turns echo off: type only once it is off.
+    wait_for_echo_off(child.id());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(format!("{PIN}\n").as_bytes()).unwrap();
     stdout.read_to_end(&mut shown).unwrap();
@@ -550,4 +552,31 @@ fn keygen_asks_for_the_pin_on_a_terminal_without_echo() {
         "{shown}"
     );
     assert!(!shown.contains(PIN), "the PIN was echoed: {shown}");
+}
+
+/// Waits (at most 10 s) until the pseudo-terminal that `script` (`script_pid`) made has echo off.
+fn wait_for_echo_off(script_pid: u32) {
+    let children = format!("/proc/{script_pid}/task/{script_pid}/children");
+    let child = std::fs::read_to_string(&children).expect("script's child");
+    let child = child.split_whitespace().next().expect("script has a child");
+    let tty = std::fs::read_link(format!("/proc/{child}/fd/0")).expect("the child's terminal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let settings = std::process::Command::new("stty")
+            .arg("-F")
+            .arg(&tty)
+            .arg("-a")
+            .output()
+            .expect("stty");
+        let settings = String::from_utf8_lossy(&settings.stdout);
+        if settings.split_whitespace().any(|flag| flag == "-echo") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "echo still on for {}: {settings}",
+            tty.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }

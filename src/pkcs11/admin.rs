@@ -78,41 +78,14 @@ pub fn run(
             key_type,
             access,
         } => {
-            let defaults = defaults(config, access)?;
             let request = super::keygen::Request {
                 token,
                 label,
                 id: id.as_deref(),
                 spec: *key_type,
             };
-            let uri = super::keygen::generate(&request, &defaults)?;
-            writeln!(out, "{uri}")?;
-            Ok(())
-        }
-        Pkcs11Command::ImportCert {
-            token,
-            label,
-            cert,
-            replace,
-            access,
-        } => {
-            let defaults = defaults(config, access)?;
-            let request = super::import::Request {
-                token,
-                label,
-                cert,
-                replace: *replace,
-            };
-            let uri = super::import::import(&request, &defaults)?;
-            writeln!(out, "{uri}")?;
-            Ok(())
-        }
-        Pkcs11Command::Check { access } => {
-            let path = config.map_or_else(config::default_path, Path::to_path_buf);
-            let loaded = config::load(&path)?;
-            let overrides = defaults(None, access)?;
-            super::check::run(&loaded, &overrides, out)?;
-            Ok(())
+            let uri = super::keygen::generate(&request, &defaults(config, access)?)?;
+            Ok(writeln!(out, "{uri}")?)
         }
         Pkcs11Command::Csr {
             key,
@@ -124,7 +97,6 @@ pub fn run(
             out: path,
             access,
         } => {
-            let defaults = defaults(config, access)?;
             let usage = match (client, server) {
                 (true, _) => Some(super::csr::Usage::Client),
                 (_, true) => Some(super::csr::Usage::Server),
@@ -137,22 +109,52 @@ pub fn run(
                 usage,
                 rsa_pss: *rsa_pss,
             };
-            let pem = super::csr::create(&request, &defaults)?
-                .to_pem()
-                .map_err(|source| Pkcs11Error::OpenSsl {
-                    action: "write the request as PEM",
-                    source,
-                })?;
-            match path {
-                Some(path) => std::fs::write(path, pem).map_err(|source| AdminError::File {
-                    action: "write",
-                    path: path.clone(),
-                    source,
-                })?,
-                None => out.write_all(&pem)?,
-            }
-            Ok(())
+            csr(&request, &defaults(config, access)?, path.as_deref(), out)
         }
+        Pkcs11Command::ImportCert {
+            token,
+            label,
+            cert,
+            replace,
+            access,
+        } => {
+            let request = super::import::Request {
+                token,
+                label,
+                cert,
+                replace: *replace,
+            };
+            let uri = super::import::import(&request, &defaults(config, access)?)?;
+            Ok(writeln!(out, "{uri}")?)
+        }
+        Pkcs11Command::Check { access } => {
+            let path = config.map_or_else(config::default_path, Path::to_path_buf);
+            let loaded = config::load(&path)?;
+            super::check::run(&loaded, &defaults(None, access)?, out)
+        }
+    }
+}
+
+/// Writes the request as PEM to `path`, else to `out`.
+fn csr(
+    request: &super::csr::Request<'_>,
+    defaults: &Pkcs11Defaults,
+    path: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(), AdminError> {
+    let pem = super::csr::create(request, defaults)?
+        .to_pem()
+        .map_err(|source| Pkcs11Error::OpenSsl {
+            action: "write the request as PEM",
+            source,
+        })?;
+    match path {
+        Some(path) => std::fs::write(path, pem).map_err(|source| AdminError::File {
+            action: "write",
+            path: path.to_owned(),
+            source,
+        }),
+        None => Ok(out.write_all(&pem)?),
     }
 }
 

@@ -66,27 +66,39 @@ pub fn import(request: &Request<'_>, defaults: &Pkcs11Defaults) -> Result<Pkcs11
     for old in existing {
         session.destroy_object(old).map_err(call)?;
     }
-    for (n, issuer) in certificates.iter().enumerate().skip(1) {
-        let subject = der(issuer.subject_name().to_der())?;
-        let known = session
-            .find_objects(&[
-                Attribute::Class(ObjectClass::CERTIFICATE),
-                Attribute::Subject(subject),
-            ])
-            .map_err(call)?;
-        if known.is_empty() {
-            store(
-                &session,
-                issuer,
-                &format!("{}-chain-{n}", request.label),
-                &[],
-                token.label(),
-            )?;
-        }
-    }
+    store_chain(&session, &certificates[1..], request.label, token.label())?;
     uri.id = Some(id);
     uri.object_type = Some(ObjectType::Cert);
     Ok(uri)
+}
+
+/// Stores the issuers `chain` whose subjects the token does not hold yet, as `LABEL-chain-N`.
+fn store_chain(
+    session: &Session,
+    chain: &[X509],
+    label: &str,
+    token: &str,
+) -> Result<(), AdminError> {
+    for (n, issuer) in chain.iter().enumerate() {
+        let subject = der(issuer.subject_name().to_der())?;
+        let template = [
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::Subject(subject),
+        ];
+        let known = session
+            .find_objects(&template)
+            .map_err(|error| Pkcs11Error::call(token, error))?;
+        if known.is_empty() {
+            store(
+                session,
+                issuer,
+                &format!("{label}-chain-{}", n + 1),
+                &[],
+                token,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Every certificate in `path`: PEM (one or more), else a single DER certificate.
