@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             ref module,
             ref pin_file,
         })) => pkcs11_list(cli.config.as_deref(), module.clone(), pin_file.clone()),
+        Some(Command::Pkcs11(ref command)) => pkcs11_admin(command, cli.config.as_deref()),
         Some(Command::Tls(TlsCommand::Probe { ref servers })) => probe(&path, servers),
         Some(Command::Serve) | None => serve(&cli, &path),
     }
@@ -100,6 +101,21 @@ fn pkcs11_list(
     let mut out = std::io::stdout().lock();
     match nexus::pkcs11::list::list(&module, pin.as_ref(), &mut out) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `nexus pkcs11 keygen|csr|import-cert|check`.
+fn pkcs11_admin(command: &Pkcs11Command, config: Option<&Path>) -> ExitCode {
+    match nexus::pkcs11::admin::run(command, config, &mut std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is_config() => {
+            eprintln!("{error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE

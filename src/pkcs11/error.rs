@@ -63,6 +63,12 @@ pub enum Pkcs11Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The PIN could not be read from the terminal.
+    #[error("cannot read the PIN from the terminal: {source}")]
+    PinPrompt {
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The token's user PIN is locked; nexus does not try to log in.
     #[error(
         "the user PIN of token \"{token}\" is locked (CKF_USER_PIN_LOCKED); nexus did not try to log in: unlock it with the SO PIN"
@@ -155,7 +161,9 @@ pub enum Pkcs11Error {
         source: Option<CkError>,
     },
     /// The token rejected the PIN earlier; nexus will not try it again (it could lock the token).
-    #[error("token \"{token}\" rejected the PIN earlier; restart nexus with the right PIN")]
+    #[error(
+        "token \"{token}\" rejected the PIN earlier; nexus does not try it again (that could lock the token): fix the PIN and start again"
+    )]
     PinRejectedEarlier {
         /// The token label.
         token: String,

@@ -17,8 +17,8 @@ use super::token::Token;
 use super::uri::{Pkcs11Uri, encode_id};
 
 /// DER OIDs (`CKA_EC_PARAMS`) of the curves nexus signs with.
-const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const P384_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+pub(crate) const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+pub(crate) const P384_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 
 /// Which objects a URI selects: by `CKA_ID` and/or `CKA_LABEL`.
 #[derive(Clone)]
@@ -308,6 +308,11 @@ impl KeyHandle {
     /// The token holding the key.
     pub(crate) fn token(&self) -> &Arc<Token> {
         &self.token
+    }
+
+    /// The key's `CKA_ID`, when it has one.
+    pub(crate) fn id(&self) -> Option<&[u8]> {
+        self.selector.id.as_deref()
     }
 
     /// Signs `digest`. Off the async workers when called on a multi-thread tokio runtime.

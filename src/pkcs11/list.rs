@@ -12,7 +12,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use openssl::x509::X509;
+use openssl::x509::{X509, X509Ref};
 
 use super::error::Pkcs11Error;
 use super::uri::{Pkcs11Uri, encode_id};
@@ -256,6 +256,11 @@ fn certificate_subject(session: &Session, object: ObjectHandle) -> Option<String
         return None;
     };
     let certificate = X509::from_der(&der).ok()?;
+    Some(subject_text(&certificate))
+}
+
+/// A certificate's subject as `CN=name,O=org`.
+pub(crate) fn subject_text(certificate: &X509Ref) -> String {
     let names: Vec<String> = certificate
         .subject_name()
         .entries()
@@ -265,5 +270,5 @@ fn certificate_subject(session: &Session, object: ObjectHandle) -> Option<String
             Some(format!("{key}={value}"))
         })
         .collect();
-    Some(names.join(","))
+    names.join(",")
 }

@@ -45,8 +45,14 @@
 //! requires OpenSSL 3.0.7 or later. PKCS#11 state does not survive `fork()`: load keys after
 //! daemonizing.
 
+pub mod admin;
+mod algorithm_id;
+pub mod check;
+pub mod csr;
 mod error;
+pub mod import;
 mod key;
+pub mod keygen;
 pub mod list;
 mod provider;
 mod scheme;
@@ -130,16 +136,23 @@ impl TokenKey {
 
 /// Loads the private key an RFC 7512 URI names (see the module docs for what is checked).
 pub fn load_private_key(uri: &str, defaults: &Pkcs11Defaults) -> Result<TokenKey, Pkcs11Error> {
-    let uri = Pkcs11Uri::parse(uri)?;
+    private_key_with(uri, |uri| open_token(uri, defaults))
+}
+
+/// Loads the private key `uri` names on the token `open` logs in to.
+fn private_key_with<E: From<Pkcs11Error>>(
+    uri: &str,
+    open: impl FnOnce(&Pkcs11Uri) -> Result<Arc<token::Token>, E>,
+) -> Result<TokenKey, E> {
+    let uri = Pkcs11Uri::parse(uri).map_err(Pkcs11Error::from)?;
     if !matches!(uri.object_type, None | Some(ObjectType::Private)) {
-        return Err(uri::UriError {
+        return Err(Pkcs11Error::from(uri::UriError {
             reason: format!("{uri} names no private key (use `type=private`)"),
-        }
+        })
         .into());
     }
     provider::ensure_loaded()?;
-    let token = open_token(&uri, defaults)?;
-    let found = key::find(token, &uri)?;
+    let found = key::find(open(&uri)?, &uri)?;
     let pkey = provider::private_key(&found.public, &found.handle)?;
     Ok(TokenKey {
         pkey,

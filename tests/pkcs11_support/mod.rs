@@ -169,27 +169,35 @@ impl Pki {
     /// Issues `out` for the public key in `public_pem` with `subject` and the extensions file
     /// `ext`, signed by the test CA (files in the test dir).
     pub fn issue(&self, public_pem: &str, subject: &str, ext: &str, out: &str) {
-        self.run(
-            "openssl",
-            &[
-                "x509",
-                "-new",
-                "-subj",
-                subject,
-                "-force_pubkey",
-                public_pem,
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-days",
-                "2",
-                "-extfile",
-                ext,
-                "-out",
-                out,
-            ],
-        );
+        let request = ["-new", "-subj", subject, "-force_pubkey", public_pem];
+        self.ca_signs(&request, &["-extfile", ext], out);
+    }
+
+    /// The test CA issues `out` for the certificate request `csr`, with the extensions the
+    /// request asks for (files in the test dir).
+    pub fn issue_request(&self, csr: &str, out: &str) {
+        self.ca_signs(&["-req", "-in", csr], &["-copy_extensions", "copy"], out);
+    }
+
+    /// `openssl x509 <input> -CA ca.crt ... <extensions> -out <out>`, valid two days.
+    fn ca_signs(&self, input: &[&str], extensions: &[&str], out: &str) {
+        let ca = ["-CA", "ca.crt", "-CAkey", "ca.key", "-days", "2"];
+        let args: Vec<&str> = ["x509"]
+            .iter()
+            .chain(input)
+            .chain(&ca)
+            .chain(extensions)
+            .chain(&["-out", out])
+            .copied()
+            .collect();
+        self.run("openssl", &args);
+    }
+
+    /// `nexus pkcs11 <args>` run in the test directory with this token's `SOFTHSM2_CONF`.
+    pub fn nexus_pkcs11(&self, args: &[&str]) -> Command {
+        let mut command = self.command(env!("CARGO_BIN_EXE_nexus"));
+        command.arg("pkcs11").args(args);
+        command
     }
 
     /// A path in the test's directory.

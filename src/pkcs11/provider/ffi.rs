@@ -59,6 +59,8 @@ pub(super) const OSSL_FUNC_SIGNATURE_DIGEST_SIGN_FINAL: c_int = 10;
 pub(super) const OSSL_FUNC_SIGNATURE_DIGEST_SIGN: c_int = 11;
 pub(super) const OSSL_FUNC_SIGNATURE_FREECTX: c_int = 16;
 pub(super) const OSSL_FUNC_SIGNATURE_DUPCTX: c_int = 17;
+pub(super) const OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS: c_int = 18;
+pub(super) const OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS: c_int = 19;
 pub(super) const OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS: c_int = 20;
 pub(super) const OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS: c_int = 21;
 
@@ -138,12 +140,24 @@ pub(super) type SignatureDigestSignFn = unsafe extern "C" fn(
 ) -> c_int;
 pub(super) type SignatureFreectxFn = unsafe extern "C" fn(ctx: *mut c_void);
 pub(super) type SignatureDupctxFn = unsafe extern "C" fn(ctx: *mut c_void) -> *mut c_void;
+pub(super) type SignatureGetCtxParamsFn =
+    unsafe extern "C" fn(ctx: *mut c_void, params: *mut OSSL_PARAM) -> c_int;
 pub(super) type SignatureSetCtxParamsFn =
     unsafe extern "C" fn(ctx: *mut c_void, params: *const OSSL_PARAM) -> c_int;
 pub(super) type SignatureSettableCtxParamsFn =
     unsafe extern "C" fn(ctx: *mut c_void, provctx: *mut c_void) -> *const OSSL_PARAM;
+pub(super) type SignatureGettableCtxParamsFn = SignatureSettableCtxParamsFn;
 
 unsafe extern "C" {
+    pub(super) fn OSSL_PARAM_set_octet_string(
+        p: *mut OSSL_PARAM,
+        val: *const c_void,
+        len: size_t,
+    ) -> c_int;
+    pub(super) fn X509_REQ_sign_ctx(
+        req: *mut openssl_sys::X509_REQ,
+        ctx: *mut openssl_sys::EVP_MD_CTX,
+    ) -> c_int;
     pub(super) fn OSSL_PROVIDER_add_builtin(
         libctx: *mut OSSL_LIB_CTX,
         name: *const c_char,

@@ -17,10 +17,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::{Arc, OnceLock};
 
-use foreign_types::ForeignType;
+use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::error::ErrorStack;
+use openssl::md::MdRef;
+use openssl::md_ctx::MdCtx;
 use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::provider::Provider;
+use openssl::rsa::Padding;
+use openssl::sign::RsaPssSaltlen;
+use openssl::x509::X509ReqRef;
 
 use self::ffi::{OSSL_ALGORITHM, OSSL_CORE_HANDLE, OSSL_DISPATCH, Shared, dispatch};
 use super::Pkcs11Error;
@@ -269,4 +274,37 @@ pub(crate) fn private_key(
     }
     // SAFETY: `pkey` is a new key whose one reference we now own.
     Ok(unsafe { PKey::from_ptr(pkey) })
+}
+
+/// Signs `csr` with the token key `key` and `md`: RSA-PSS (salt as long as the digest, MGF1
+/// with `md`) when `pss`, else PKCS#1 v1.5 for RSA and ECDSA for EC keys.
+pub(crate) fn sign_request(
+    csr: &X509ReqRef,
+    key: &PKey<Private>,
+    md: &MdRef,
+    pss: bool,
+) -> Result<(), Pkcs11Error> {
+    let failed = |source| Pkcs11Error::OpenSsl {
+        action: "sign the certificate request with the token key",
+        source,
+    };
+    // Leftovers on the queue (e.g. OpenSSL's engine probes at start-up) would be reported as
+    // the cause of a failure here.
+    drop(ErrorStack::get());
+    let mut ctx = MdCtx::new().map_err(failed)?;
+    let pkey_ctx = ctx.digest_sign_init(Some(md), key).map_err(failed)?;
+    if pss {
+        pkey_ctx
+            .set_rsa_padding(Padding::PKCS1_PSS)
+            .and_then(|()| pkey_ctx.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH))
+            .and_then(|()| pkey_ctx.set_rsa_mgf1_md(md))
+            .map_err(failed)?;
+    }
+    // SAFETY: both pointers are live for the call; OpenSSL writes the signature into `csr`,
+    // which it owns exclusively here (we hold the only reference).
+    let signed = unsafe { ffi::X509_REQ_sign_ctx(csr.as_ptr(), ctx.as_ptr()) };
+    if signed <= 0 {
+        return Err(failed(ErrorStack::get()));
+    }
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! libssl calls `digest_sign_init` (digest name), `set_ctx_params` (`pad-mode`, `saltlen`),
 //! then the one-shot `digest_sign` twice: once for the size, once to sign.
-//! `openssl::sign::Signer` uses `digest_sign_update`/`final` and `dupctx` instead.
+//! `openssl::sign::Signer` uses `digest_sign_update`/`final` and `dupctx` instead. Signing a
+//! certificate request also asks `get_ctx_params` for the `algorithm-id`.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr;
@@ -12,10 +13,11 @@ use openssl::hash::Hasher;
 use openssl::pkey::{Id, PKey, Public};
 use openssl_sys::OSSL_PARAM;
 
-use super::ffi::{self, OSSL_DISPATCH, dispatch, size_t};
+use super::ffi::{self, OSSL_DISPATCH, Shared, dispatch, size_t};
 use super::keymgmt::key_ref;
 use super::params::{self, Padding, SaltLen};
 use super::{Failure, guard};
+use crate::pkcs11::algorithm_id;
 use crate::pkcs11::key::KeyHandle;
 use crate::pkcs11::scheme::{Hash, Scheme};
 
@@ -274,6 +276,40 @@ unsafe fn apply_params(ctx: &mut SignCtx, params: *const OSSL_PARAM) -> Result<(
     }
 }
 
+/// Answers `algorithm-id`, which OpenSSL needs to sign a certificate request with our key.
+unsafe extern "C" fn get_ctx_params(ctx: *mut c_void, params: *mut OSSL_PARAM) -> c_int {
+    guard("signature_get_ctx_params", 0, || {
+        // SAFETY: OpenSSL passes a context from `newctx`.
+        let ctx = unsafe { ctx_mut(ctx) }?;
+        // SAFETY: `params` is NULL or a terminated list (OpenSSL); NULL finds nothing.
+        let param = unsafe { openssl_sys::OSSL_PARAM_locate(params, c"algorithm-id".as_ptr()) };
+        if param.is_null() {
+            return Ok(1);
+        }
+        let der = algorithm_id::encode(ctx.scheme()?, ctx.hash);
+        // SAFETY: `param` is an element of the caller's list; OpenSSL copies `der` into it.
+        let set =
+            unsafe { ffi::OSSL_PARAM_set_octet_string(param, der.as_ptr().cast(), der.len()) };
+        if set != 1 {
+            return Err("the algorithm-id buffer is too small".into());
+        }
+        Ok(1)
+    })
+}
+
+unsafe extern "C" fn gettable_ctx_params(
+    _ctx: *mut c_void,
+    _provctx: *mut c_void,
+) -> *const OSSL_PARAM {
+    GETTABLE.0.as_ptr()
+}
+
+/// What `get_ctx_params` answers.
+static GETTABLE: Shared<[OSSL_PARAM; 2]> = Shared([
+    ffi::describe(c"algorithm-id", ffi::OSSL_PARAM_OCTET_STRING),
+    ffi::PARAM_END,
+]);
+
 unsafe extern "C" fn settable_ctx_params(
     _ctx: *mut c_void,
     _provctx: *mut c_void,
@@ -282,7 +318,7 @@ unsafe extern "C" fn settable_ctx_params(
 }
 
 /// The signature dispatch table (shared by RSA and ECDSA; the key decides the scheme).
-pub(super) static SIGNATURE: [OSSL_DISPATCH; 10] = [
+pub(super) static SIGNATURE: [OSSL_DISPATCH; 12] = [
     dispatch!(
         ffi::OSSL_FUNC_SIGNATURE_NEWCTX,
         ffi::SignatureNewctxFn,
@@ -317,6 +353,16 @@ pub(super) static SIGNATURE: [OSSL_DISPATCH; 10] = [
         ffi::OSSL_FUNC_SIGNATURE_DUPCTX,
         ffi::SignatureDupctxFn,
         dupctx
+    ),
+    dispatch!(
+        ffi::OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS,
+        ffi::SignatureGetCtxParamsFn,
+        get_ctx_params
+    ),
+    dispatch!(
+        ffi::OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS,
+        ffi::SignatureGettableCtxParamsFn,
+        gettable_ctx_params
     ),
     dispatch!(
         ffi::OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS,

@@ -8,6 +8,7 @@
 
 mod child;
 mod lost_sessions;
+mod workflow;
 
 use std::path::Path;
 use std::time::Duration;
