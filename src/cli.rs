@@ -195,8 +195,8 @@ its URI; (4) put both URIs in nexus.toml (client_key_path and client_cert_path, 
 key and certificate) and run `nexus pkcs11 check`, which signs with each configured token key, \
 verifies with its certificate and reports the expiry. Every pkcs11 subcommand takes --module and \
 --pin-file (defaults: [pkcs11] of --config). The PIN is never read from the command line: it \
-comes from --pin-file (a bare name is read from $CREDENTIALS_DIRECTORY), the URI's pin-source, \
-[pkcs11], or a prompt without echo on a terminal. `nexus pkcs11 SUBCOMMAND --help` lists every \
+comes from the URI's pin-source, else --pin-file (a bare name is read from \
+$CREDENTIALS_DIRECTORY), else [pkcs11], else a prompt without echo on a terminal. `nexus pkcs11 SUBCOMMAND --help` lists every \
 option.
 
 Files: /etc/nexus/nexus.toml (configuration), /etc/nexus/certs (certificates and keys), \

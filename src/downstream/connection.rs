@@ -217,6 +217,11 @@ impl Connection {
         &self.peer
     }
 
+    /// Whether it speaks the stateless revision.
+    pub fn is_stateless(&self) -> bool {
+        self.stateless
+    }
+
     /// The connection's end signal.
     pub fn lifeline(&self) -> &Arc<Lifeline> {
         &self.lifeline

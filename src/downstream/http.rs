@@ -250,7 +250,7 @@ impl HttpLink {
     async fn pump(&self, body: Incoming, call: Option<u64>) {
         let token = self.0.lifeline.token();
         tokio::select! {
-            _ = read_events(body, &self.0.dispatcher, call) => {}
+            _ = read_events(body, event_parser(&self.0.dispatcher), &self.0.dispatcher, call) => {}
             _ = token.cancelled() => {}
         }
     }
@@ -285,19 +285,34 @@ fn add_routing_headers(headers: &mut http::HeaderMap, message: &Value) {
 /// Reads an SSE body to its end, handing each message to `dispatcher` (as carried by the stream
 /// of `call`, if any). Events without data (priming events) are skipped, non-JSON data and
 /// events over `max_message_size` are dropped and counted.
-pub async fn read_events(mut body: Incoming, dispatcher: &Dispatcher, call: Option<u64>) {
-    let mut parser = sse::Parser::new(dispatcher.intake().limits().max_message_size);
+pub async fn read_events(
+    mut body: Incoming,
+    mut parser: sse::Parser,
+    dispatcher: &Dispatcher,
+    call: Option<u64>,
+) {
     while let Some(Ok(frame)) = body.frame().await {
         let Some(chunk) = frame.data_ref() else {
             continue;
         };
-        parser.feed_with(chunk, |item| match item {
-            sse::Item::Event(event) if event.event.is_empty() || event.event == "message" => {
-                dispatcher.dispatch_bytes(event.data.as_bytes(), call);
-            }
-            sse::Item::Event(_) => {}
-            sse::Item::Oversized(head) => dispatcher.oversized(&head, call),
-        });
+        parser.feed_with(chunk, |item| deliver(item, dispatcher, call));
+    }
+}
+
+/// The parser for one event stream of `dispatcher`'s downstream (its `max_message_size`).
+pub fn event_parser(dispatcher: &Dispatcher) -> sse::Parser {
+    sse::Parser::new(dispatcher.intake().limits().max_message_size)
+}
+
+/// Routes one item of an event stream: message events to the dispatcher, an oversized one to
+/// the call it answered; events of other types are not MCP messages.
+pub fn deliver(item: sse::Item, dispatcher: &Dispatcher, call: Option<u64>) {
+    match item {
+        sse::Item::Event(event) if event.event.is_empty() || event.event == "message" => {
+            dispatcher.dispatch_bytes(event.data.as_bytes(), call);
+        }
+        sse::Item::Event(_) => {}
+        sse::Item::Oversized(head) => dispatcher.oversized(&head, call),
     }
 }
 

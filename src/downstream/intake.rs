@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::changes::{Change, ChangeSignal};
+use super::dispatch::{CALL_EVENTS, UNSENT_REPLIES};
 use crate::config::Limits;
 use crate::metrics::Metrics;
 
@@ -32,7 +33,7 @@ pub enum Dropped {
     Oversized,
     /// Not JSON, not UTF-8, or not JSON-RPC.
     Malformed,
-    /// The supervisor's backlog of server notifications was full.
+    /// A queue of what it sent was full: server notifications, a call's events, or replies.
     Backlog,
 }
 
@@ -66,8 +67,11 @@ impl Dropped {
                 limits.max_message_size
             ),
             Dropped::Malformed => "a message is not JSON-RPC (or not UTF-8)".to_owned(),
+            // Raised by three queues: name each bound, not only the notification backlog's.
             Dropped::Backlog => format!(
-                "more than {NOTIFICATION_BACKLOG} server notifications were waiting to be relayed"
+                "messages waited faster than they were relayed: more than \
+                 {NOTIFICATION_BACKLOG} server notifications, {CALL_EVENTS} events of one call, \
+                 or {UNSENT_REPLIES} replies to its own requests"
             ),
         }
     }

@@ -8,8 +8,10 @@ use crate::config::Limits;
 use crate::mcp::jsonrpc::{INTERNAL_ERROR, RpcError};
 
 /// The numeric `id` of the top-level object that `head` (the start of a JSON text) begins,
-/// when it appears in `head`.
+/// when it appears in `head` and the object is a response: a `method` key makes it a request
+/// of the server's own, whose id is in the server's numbering, not the gateway's.
 pub fn top_level_id(head: &[u8]) -> Option<u64> {
+    let mut id = None;
     let mut depth = 0usize;
     let mut expect_key = false;
     let mut key: Option<(usize, usize)> = None;
@@ -40,16 +42,20 @@ pub fn top_level_id(head: &[u8]) -> Option<u64> {
             }
             b'}' | b']' => depth = depth.checked_sub(1)?,
             b',' if depth == 1 => expect_key = true,
-            b':' if depth == 1 && key.is_some_and(|(s, e)| &head[s..e] == b"id") => {
-                let value = head[i + 1..].trim_ascii_start();
-                let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
-                return std::str::from_utf8(&value[..digits]).ok()?.parse().ok();
-            }
+            b':' if depth == 1 => match key.map(|(s, e)| &head[s..e]) {
+                Some(b"id") => {
+                    let value = head[i + 1..].trim_ascii_start();
+                    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+                    id = std::str::from_utf8(&value[..digits]).ok()?.parse().ok();
+                }
+                Some(b"method") => return None,
+                _ => {}
+            },
             _ => {}
         }
         i += 1;
     }
-    None
+    id
 }
 
 /// What happened, after "server 'x' ".
@@ -80,6 +86,14 @@ mod tests {
         assert_eq!(top_level_id(head), Some(42));
         let nested = br#"{"result":{"id":7,"s":"\"id\":9"},"id":3}"#;
         assert_eq!(top_level_id(nested), Some(3));
+    }
+
+    #[test]
+    fn a_request_of_the_servers_names_no_call() {
+        let head = br#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage","params":{"x"#;
+        assert_eq!(top_level_id(head), None);
+        let first = br#"{"method":"roots/list","id":1,"params":{"x"#;
+        assert_eq!(top_level_id(first), None);
     }
 
     #[test]

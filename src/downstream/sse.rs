@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::dispatch::Dispatcher;
-use super::http::{HttpClient, connect_error, is_event_stream, read_events, status_error};
+use super::http::{
+    HttpClient, connect_error, deliver, event_parser, is_event_stream, read_events, status_error,
+};
 use super::link::{Lifeline, TransportError};
 use crate::mcp::sse;
 
@@ -63,12 +65,13 @@ impl SseLink {
             ));
         }
         let mut body = response.into_body();
-        let mut parser = sse::Parser::new(dispatcher.intake().limits().max_message_size);
+        let mut parser = event_parser(&dispatcher);
         let wait = match message_url {
             Some(_) => ANNOUNCE_GRACE,
             None => ENDPOINT_WAIT,
         };
-        let announced = tokio::time::timeout(wait, endpoint_event(&mut body, &mut parser)).await;
+        let announced =
+            tokio::time::timeout(wait, endpoint_event(&mut body, &mut parser, &dispatcher)).await;
         let post_url = match (announced, message_url) {
             (Ok(endpoint), _) => resolve(url, &endpoint?)?,
             (Err(_), Some(configured)) => configured.clone(),
@@ -87,7 +90,7 @@ impl SseLink {
         tokio::spawn(async move {
             let token = lifeline.token();
             tokio::select! {
-                _ = read_events(body, &dispatcher, None) => lifeline.end("the SSE stream closed"),
+                _ = read_events(body, parser, &dispatcher, None) => lifeline.end("the SSE stream closed"),
                 _ = token.cancelled() => {}
             }
         });
@@ -133,21 +136,27 @@ impl SseLink {
     }
 }
 
+/// Waits for the `endpoint` event; the stream's other events meanwhile are delivered, and what
+/// follows it stays in `parser` for the stream's reader, so nothing the server sent is lost.
 async fn endpoint_event(
     body: &mut Incoming,
     parser: &mut sse::Parser,
+    dispatcher: &Dispatcher,
 ) -> Result<String, TransportError> {
+    let mut endpoint = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| TransportError::Connect(error.to_string()))?;
         let Some(chunk) = frame.data_ref() else {
             continue;
         };
-        if let Some(event) = parser
-            .feed(chunk)
-            .into_iter()
-            .find(|event| event.event == "endpoint")
-        {
-            return Ok(event.data);
+        parser.feed_with(chunk, |item| match item {
+            sse::Item::Event(event) if endpoint.is_none() && event.event == "endpoint" => {
+                endpoint = Some(event.data);
+            }
+            item => deliver(item, dispatcher, None),
+        });
+        if let Some(endpoint) = endpoint {
+            return Ok(endpoint);
         }
     }
     Err(TransportError::Closed(

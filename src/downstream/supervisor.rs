@@ -109,6 +109,14 @@ impl Downstream {
         self.current.load().is_some()
     }
 
+    /// Whether the current session speaks the stateless revision.
+    pub fn is_stateless(&self) -> bool {
+        self.current
+            .load()
+            .as_ref()
+            .is_some_and(|connection| connection.is_stateless())
+    }
+
     /// The protocol revision of the current session, if one is up.
     pub fn protocol_version(&self) -> Option<String> {
         self.current

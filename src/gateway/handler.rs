@@ -301,14 +301,18 @@ async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> O
 }
 
 /// The `Mcp-Param-*` headers of a `tools/call`, from the schema the downstream listed for the
-/// tool under its own name (`params.name` is already that name).
+/// tool under its own name (`params.name` is already that name). Only a stateless downstream
+/// is sent them, so no other call pays for the schema walk.
 fn param_headers(downstream: &Downstream, method: &str, params: &Value) -> ::http::HeaderMap {
+    if method != "tools/call" || !downstream.is_stateless() {
+        return ::http::HeaderMap::new();
+    }
     let name = params.get("name").and_then(Value::as_str);
     let lists = downstream.lists();
     let schema = lists
         .tools
         .iter()
-        .find(|tool| method == "tools/call" && tool.get("name").and_then(Value::as_str) == name)
+        .find(|tool| tool.get("name").and_then(Value::as_str) == name)
         .and_then(|tool| tool.get("inputSchema"));
     let arguments = params.get("arguments").unwrap_or(&Value::Null);
     schema

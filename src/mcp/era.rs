@@ -46,6 +46,17 @@ pub fn level_index(level: &str) -> Option<usize> {
     LEVELS.iter().position(|known| *known == level)
 }
 
+/// Whether a `notifications/message` reaches a handshake-era client whose lowest wanted level
+/// is `min` (an index into [`LEVELS`]): a message without a level counts as `info`, one with a
+/// level not in [`LEVELS`] as `debug`.
+pub fn log_wanted(message: &Value, min: usize) -> bool {
+    let level = message
+        .pointer("/params/level")
+        .and_then(Value::as_str)
+        .unwrap_or("info");
+    level_index(level).unwrap_or(0) >= min
+}
+
 /// The body parameter a method's `Mcp-Name` header mirrors.
 pub fn name_parameter(method: &str) -> Option<&'static str> {
     match method {

@@ -1,17 +1,19 @@
 //! What the token subcommands (`nexus pkcs11 keygen`, `csr`, `import-cert`, `check`) share:
 //! the module and PIN they use, a logged-in token, and their errors.
 //!
-//! The PIN comes from `--pin-file` (a bare name is read from `$CREDENTIALS_DIRECTORY` when
-//! set), else from the URI's `pin-source`, else from the `[pkcs11]` table of `--config`, else
-//! from a prompt without echo when standard input is a terminal. Never from the command line.
+//! The PIN comes from the URI's `pin-source` when it has one (as for `serve`), else from
+//! `--pin-file` (a bare name is read from `$CREDENTIALS_DIRECTORY` when set), else from the
+//! `[pkcs11]` table of `--config`, else from a prompt without echo when standard input is a
+//! terminal. Never from the command line.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use openssl::x509::X509;
 use secrecy::SecretString;
 
-use super::token::{self, Pin, Token};
+use super::token::{Pin, Token};
 use super::{Pkcs11Error, Pkcs11Uri};
 use crate::cli::{Pkcs11Command, TokenAccess};
 use crate::config::{self, ConfigError, Pkcs11Defaults, SecretSource};
@@ -179,18 +181,8 @@ pub(crate) fn open_token(
     uri: &Pkcs11Uri,
     defaults: &Pkcs11Defaults,
 ) -> Result<Arc<Token>, AdminError> {
-    let module = uri
-        .module_path
-        .clone()
-        .or_else(|| defaults.module_path.clone())
-        .ok_or(AdminError::NoModule)?;
-    let opened = token::open(&module, uri, |label| {
-        match super::resolve_pin(uri, defaults)? {
-            Some(pin) => Ok(Some(pin)),
-            None => prompt(label),
-        }
-    });
-    match opened {
+    match super::open_token(uri, defaults, prompt) {
+        Err(Pkcs11Error::NoModule { .. }) => Err(AdminError::NoModule),
         Err(Pkcs11Error::PinMissing { token, .. }) => Err(AdminError::Usage(format!(
             "no PIN for token \"{token}\": pass --pin-file PATH (a bare name is read from $CREDENTIALS_DIRECTORY), set [pkcs11] pin_file in --config, or run on a terminal to be asked"
         ))),
@@ -204,6 +196,14 @@ pub(crate) fn load_key(
     defaults: &Pkcs11Defaults,
 ) -> Result<super::TokenKey, AdminError> {
     super::private_key_with(uri, |uri| open_token(uri, defaults))
+}
+
+/// Loads the certificate chain `uri` names, asking for the PIN as [`open_token`] does.
+pub(crate) fn load_certificate_chain(
+    uri: &str,
+    defaults: &Pkcs11Defaults,
+) -> Result<Vec<X509>, AdminError> {
+    super::certificate_chain_with(uri, |uri| open_token(uri, defaults))
 }
 
 fn prompt(label: &str) -> Result<Option<Pin>, Pkcs11Error> {

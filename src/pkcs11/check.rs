@@ -14,7 +14,7 @@ use openssl::rsa::Padding;
 use openssl::sign::{RsaPssSaltlen, Signer, Verifier};
 use openssl::x509::X509;
 
-use super::admin::{AdminError, load_key};
+use super::admin::{AdminError, load_certificate_chain, load_key};
 use super::list::subject_text;
 use super::{Pkcs11Error, TokenKey};
 use crate::config::{CertSource, ClientIdentity, Config, KeySource, Pkcs11Defaults, Transport};
@@ -107,7 +107,7 @@ fn check(pair: &Pair<'_>, overrides: &Pkcs11Defaults) -> Result<String, String> 
         CertSource::Pem(path) => load_certs(path, "certificate")
             .map_err(|error| format!("certificate {}: {error}", path.display()))?,
         CertSource::Pkcs11(reference) => {
-            super::load_certificate_chain(&reference.uri, &defaults(&reference.defaults, overrides))
+            load_certificate_chain(&reference.uri, &defaults(&reference.defaults, overrides))
                 .map_err(|error| format!("certificate: {error}"))?
         }
     };

@@ -11,7 +11,7 @@ use openssl::x509::X509;
 
 use super::admin::{AdminError, load_key};
 use super::{ObjectType, Pkcs11Error, Pkcs11Uri, algorithm_id};
-use crate::config::Pkcs11Defaults;
+use crate::config::{Pkcs11Defaults, bounded};
 
 /// What `import-cert` is asked for.
 pub struct Request<'a> {
@@ -103,7 +103,8 @@ fn store_chain(
 
 /// Every certificate in `path`: PEM (one or more), else a single DER certificate.
 fn read_certificates(path: &Path) -> Result<Vec<X509>, AdminError> {
-    let bytes = std::fs::read(path).map_err(|source| AdminError::File {
+    // Bounded like every PEM file the config names: a FIFO or /dev/zero is refused, not read.
+    let bytes = bounded::read(path, bounded::Kind::Pem).map_err(|source| AdminError::File {
         action: "read",
         path: path.to_owned(),
         source,

@@ -136,7 +136,7 @@ impl TokenKey {
 
 /// Loads the private key an RFC 7512 URI names (see the module docs for what is checked).
 pub fn load_private_key(uri: &str, defaults: &Pkcs11Defaults) -> Result<TokenKey, Pkcs11Error> {
-    private_key_with(uri, |uri| open_token(uri, defaults))
+    private_key_with(uri, |uri| open_token(uri, defaults, |_| Ok(None)))
 }
 
 /// Loads the private key `uri` names on the token `open` logs in to.
@@ -167,9 +167,17 @@ pub fn load_certificate_chain(
     uri: &str,
     defaults: &Pkcs11Defaults,
 ) -> Result<Vec<X509>, Pkcs11Error> {
+    certificate_chain_with(uri, |uri| open_token(uri, defaults, |_| Ok(None)))
+}
+
+/// [`load_certificate_chain`] on the token `open` logs in to.
+fn certificate_chain_with<E: From<Pkcs11Error>>(
+    uri: &str,
+    open: impl FnOnce(&Pkcs11Uri) -> Result<Arc<token::Token>, E>,
+) -> Result<Vec<X509>, E> {
     const MAX_CHAIN: usize = 8;
-    let uri = Pkcs11Uri::parse(uri)?;
-    let token = open_token(&uri, defaults)?;
+    let uri = Pkcs11Uri::parse(uri).map_err(Pkcs11Error::from)?;
+    let token = open(&uri)?;
     let session = token.session()?;
     let shown = uri.to_string();
     let leaf = key::Selector::from_uri(&uri).find_one(
@@ -219,9 +227,12 @@ fn read_certificate(
     })
 }
 
+/// Opens and logs in to the token `uri` names; `ask` is asked for the PIN (given the token's
+/// label) when neither the URI nor `[pkcs11]` gives one.
 fn open_token(
     uri: &Pkcs11Uri,
     defaults: &Pkcs11Defaults,
+    ask: impl FnOnce(&str) -> Result<Option<token::Pin>, Pkcs11Error>,
 ) -> Result<Arc<token::Token>, Pkcs11Error> {
     let module = uri
         .module_path
@@ -230,7 +241,10 @@ fn open_token(
         .ok_or_else(|| Pkcs11Error::NoModule {
             uri: uri.to_string(),
         })?;
-    token::open(&module, uri, |_label| resolve_pin(uri, defaults))
+    token::open(&module, uri, |label| match resolve_pin(uri, defaults)? {
+        Some(pin) => Ok(Some(pin)),
+        None => ask(label),
+    })
 }
 
 /// The PIN from the URI, else from `[pkcs11]`; `None` when neither gives one.

@@ -46,14 +46,14 @@ impl Era {
     /// Shapes a message for the client, or `None` when it must not be sent.
     pub fn shape(&self, message: Value) -> Option<Value> {
         if jsonrpc::method(&message) == Some("notifications/message") {
-            let level = message
-                .pointer("/params/level")
-                .and_then(Value::as_str)
-                .and_then(era::level_index);
             let wanted = match self {
-                // A level the client could not have filtered on goes through.
-                Era::Handshake { log_level } => level.is_none_or(|level| level >= *log_level),
+                // The same rule as the session's notification stream.
+                Era::Handshake { log_level } => era::log_wanted(&message, *log_level),
                 Era::Stateless { log_level, .. } => {
+                    let level = message
+                        .pointer("/params/level")
+                        .and_then(Value::as_str)
+                        .and_then(era::level_index);
                     matches!((level, log_level), (Some(level), Some(wanted)) if level >= *wanted)
                 }
             };

@@ -90,7 +90,7 @@ impl Guard {
     pub fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refused> {
         let named = requested_host(uri, headers)?;
         let host = Authority::parse(named).ok_or_else(|| Refused::MalformedHost(echo(named)))?;
-        if !self.host_allowed(&named.to_ascii_lowercase(), &host) {
+        if !self.host_allowed(named, &host) {
             return Err(Refused::Host(echo(named)));
         }
         let mut origins = headers.get_all(ORIGIN).iter();
@@ -131,7 +131,7 @@ impl Guard {
             return self
                 .allowed_hosts
                 .iter()
-                .any(|allowed| allowed == named || *allowed == host.host);
+                .any(|allowed| allowed.eq_ignore_ascii_case(named) || *allowed == host.host);
         }
         !self.loopback || LOOPBACK_NAMES.contains(&host.host.as_str())
     }

@@ -134,12 +134,7 @@ impl Session {
         if notification.get("method").and_then(Value::as_str) != Some("notifications/message") {
             return true;
         }
-        let level = notification
-            .pointer("/params/level")
-            .and_then(Value::as_str)
-            .unwrap_or("info");
-        let position = crate::mcp::era::level_index(level).unwrap_or(0);
-        position as u8 >= self.min_log_level.load(Ordering::Relaxed)
+        crate::mcp::era::log_wanted(notification, self.log_level_index())
     }
 
     /// The declared capabilities the gateway can relay to a stateless downstream (which then
@@ -196,12 +191,6 @@ pub struct Sessions {
     live: AtomicUsize,
     max: usize,
     idle_limit: Duration,
-}
-
-impl Default for Sessions {
-    fn default() -> Self {
-        Self::new(&ServerLimits::default())
-    }
 }
 
 impl Sessions {
@@ -307,7 +296,7 @@ mod tests {
 
     #[test]
     fn cancel_fires_the_tracked_token() {
-        let sessions = Sessions::default();
+        let sessions = Sessions::new(&ServerLimits::default());
         let session = sessions.create("2025-11-25", &Value::Null).unwrap();
         let token = session.track(&json!(7));
         session.cancel(&json!(7));
@@ -320,7 +309,7 @@ mod tests {
 
     #[test]
     fn shutdown_ends_streams_but_not_requests_in_flight() {
-        let sessions = Sessions::default();
+        let sessions = Sessions::new(&ServerLimits::default());
         let session = sessions.create("2025-11-25", &Value::Null).unwrap();
         let request = session.track(&json!(1));
         sessions.close_all();
@@ -366,7 +355,7 @@ mod tests {
 
     #[test]
     fn only_the_capabilities_in_use_are_kept_and_they_are_bounded() {
-        let sessions = Sessions::default();
+        let sessions = Sessions::new(&ServerLimits::default());
         let declared = json!({
             "sampling": {}, "roots": {"listChanged": true},
             "experimental": {"blob": "x".repeat(1 << 20)},

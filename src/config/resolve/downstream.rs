@@ -366,12 +366,8 @@ impl Cx<'_> {
 
     fn positive_limit(&mut self, limit: &Spanned<u32>, key: &str) -> u32 {
         if *limit.get_ref() == 0 {
-            self.problems.push(
-                limit.span(),
-                key,
-                "must be at least 1".to_string(),
-                "set the number of calls allowed per interval",
-            );
+            let fix = "set the number of calls allowed per interval";
+            self.zero_refused(limit.span(), key, fix);
         }
         *limit.get_ref()
     }

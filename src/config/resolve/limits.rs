@@ -1,30 +1,32 @@
 //! `[server.limits]`: every key optional, each replacing one default of [`ServerLimits`].
 
-use std::time::Duration;
-
 use serde_spanned::Spanned;
 
 use super::Cx;
 use crate::config::model::ServerLimits;
-use crate::config::raw::{RawDuration, RawServerLimits};
+use crate::config::raw::RawServerLimits;
 
 impl Cx<'_> {
     pub(super) fn server_limits(&mut self, raw: RawServerLimits) -> ServerLimits {
         let default = ServerLimits::default();
         let key = |name: &str| format!("server.limits.{name}");
-        let body_span = raw.max_request_body.as_ref().map(|value| value.span());
+        // A body limit that no body could meet is shown where the user wrote a key of it.
+        let body_limit_at = [&raw.max_request_body, &raw.max_request_bodies_total]
+            .into_iter()
+            .find_map(|written| written.as_ref().map(Spanned::span))
+            .unwrap_or_default();
         let limits = ServerLimits {
             max_connections: self
                 .count(raw.max_connections, &key("max_connections"))
                 .unwrap_or(default.max_connections),
             header_read_timeout: self
-                .limit_duration(raw.header_read_timeout, &key("header_read_timeout"))
+                .timeout(raw.header_read_timeout, &key("header_read_timeout"))
                 .unwrap_or(default.header_read_timeout),
             body_read_timeout: self
-                .limit_duration(raw.body_read_timeout, &key("body_read_timeout"))
+                .timeout(raw.body_read_timeout, &key("body_read_timeout"))
                 .unwrap_or(default.body_read_timeout),
             idle_timeout: self
-                .limit_duration(raw.idle_timeout, &key("idle_timeout"))
+                .timeout(raw.idle_timeout, &key("idle_timeout"))
                 .unwrap_or(default.idle_timeout),
             max_request_body: self
                 .size(raw.max_request_body, &key("max_request_body"))
@@ -39,7 +41,7 @@ impl Cx<'_> {
                 .count(raw.max_sessions, &key("max_sessions"))
                 .unwrap_or(default.max_sessions),
             session_idle_timeout: self
-                .limit_duration(raw.session_idle_timeout, &key("session_idle_timeout"))
+                .timeout(raw.session_idle_timeout, &key("session_idle_timeout"))
                 .unwrap_or(default.session_idle_timeout),
         };
         if limits.max_request_body > limits.max_request_bodies_total {
@@ -48,9 +50,8 @@ impl Cx<'_> {
                 limits.max_request_body, limits.max_request_bodies_total
             );
             let fix = "lower max_request_body or raise max_request_bodies_total";
-            let span = body_span.unwrap_or_default();
             self.problems
-                .push(span, &key("max_request_body"), message, fix);
+                .push(body_limit_at, &key("max_request_body"), message, fix);
         }
         limits
     }
@@ -62,20 +63,10 @@ impl Cx<'_> {
             Ok(count) if count > 0 => Some(count),
             _ => {
                 let fix = "use a positive number, or remove the key for its default";
-                self.problems
-                    .push(value.span(), key, "must be at least 1".to_string(), fix);
+                self.zero_refused(value.span(), key, fix);
                 None
             }
         }
-    }
-
-    fn limit_duration(
-        &mut self,
-        value: Option<Spanned<RawDuration>>,
-        key: &str,
-    ) -> Option<Duration> {
-        self.timeout(value, key)
-            .filter(|duration| !duration.is_zero())
     }
 }
 

@@ -188,8 +188,7 @@ impl Cx<'_> {
             if value == 0 {
                 let key = join(key, "notifications_per_second");
                 let fix = "allow at least 1 (progress and list changes are notifications)";
-                self.problems
-                    .push(rate.span(), &key, "must be at least 1".to_string(), fix);
+                self.zero_refused(rate.span(), &key, fix);
             }
             value
         });
@@ -235,6 +234,12 @@ impl Cx<'_> {
             );
         }
         value.into_inner()
+    }
+
+    /// Reports a 0 where `key` needs at least 1 (a limit of 0 would refuse everything).
+    fn zero_refused(&mut self, span: std::ops::Range<usize>, key: &str, fix: &str) {
+        self.problems
+            .push(span, key, "must be at least 1".to_string(), fix);
     }
 
     /// A duration that must be positive; `None` when not set.
