@@ -128,8 +128,11 @@ impl Pkcs11Uri {
             ),
             "pin-source" => {
                 let source = decode_text(name, value)?;
-                let path = source.strip_prefix("file:").unwrap_or(&source);
-                let path = path.strip_prefix("//").unwrap_or(path);
+                // `file://PATH` carries an empty authority; a bare path is taken as written.
+                let path = match source.strip_prefix("file:") {
+                    Some(url) => url.strip_prefix("//").unwrap_or(url),
+                    None => &source,
+                };
                 if path.is_empty() {
                     return Err(error("`pin-source` names no file"));
                 }
@@ -238,8 +241,10 @@ impl fmt::Display for Pkcs11Uri {
         }
         if let Some(source) = &self.pin_source {
             let source = source.to_string_lossy();
+            // An absolute path gets the empty authority, so a path starting `//` keeps its slashes.
+            let authority = if source.starts_with('/') { "//" } else { "" };
             query.push(format!(
-                "pin-source=file:{}",
+                "pin-source=file:{authority}{}",
                 encode(source.as_bytes(), true)
             ));
         }
@@ -299,6 +304,30 @@ mod tests {
             "pkcs11:token=a%3Bb;object=k;id=%01?pin-value=REDACTED"
         );
         assert!(!format!("{uri:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn pin_source_paths_survive_the_canonical_form() {
+        // (as written, the file it names, its canonical form)
+        let cases = [
+            ("file:/run/pin", "/run/pin", "file:///run/pin"),
+            ("file:///run/pin", "/run/pin", "file:///run/pin"),
+            ("/run/pin", "/run/pin", "file:///run/pin"),
+            ("////run/pin", "////run/pin", "file://////run/pin"),
+            ("file:pin.txt", "pin.txt", "file:pin.txt"),
+        ];
+        for (written, path, canonical) in cases {
+            let uri = Pkcs11Uri::parse(&format!("pkcs11:?pin-source={written}")).unwrap();
+            assert_eq!(uri.pin_source.as_deref(), Some(std::path::Path::new(path)));
+            let shown = uri.to_string();
+            assert_eq!(
+                shown,
+                format!("pkcs11:?pin-source={canonical}"),
+                "{written}"
+            );
+            let again = Pkcs11Uri::parse(&shown).unwrap();
+            assert_eq!(again.pin_source, uri.pin_source, "{written}");
+        }
     }
 
     #[test]
