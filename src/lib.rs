@@ -14,6 +14,7 @@
 //! - [`cli`]: the command line (shared by the binary and the man page generator).
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod downstream;

@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Caller;
 use crate::config::{self, PrefixMode, ToolsMode, Transport};
 use crate::downstream::{Change, ChangeSignal, Downstream, Events};
 use crate::mcp::jsonrpc;
@@ -40,8 +41,10 @@ pub enum Reply {
 }
 
 /// Per-request facts from the front end.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
+    /// Who is calling.
+    pub caller: Arc<Caller>,
     /// The client's `Authorization` header, for servers with `auth.type = "forward"`.
     pub authorization: Option<HeaderValue>,
     /// Lowest log level the client wants relayed with this request's answer.
@@ -54,6 +57,20 @@ pub struct RequestContext {
     pub asking: Asking,
     /// Who subscribes when this request is `resources/subscribe`: the handshake-era session.
     pub subscriber: Option<Arc<str>>,
+}
+
+impl RequestContext {
+    /// The facts of a request by `caller` that the front end has not refined yet.
+    pub fn new(caller: Arc<Caller>) -> Self {
+        Self {
+            caller,
+            authorization: None,
+            log_level: None,
+            client_capabilities: None,
+            asking: Asking::default(),
+            subscriber: None,
+        }
+    }
 }
 
 /// How a client can be asked for input (sampling, elicitation, roots) during a request.

@@ -18,6 +18,7 @@ use super::body::{self, Body};
 use super::request_body;
 use super::session::{self, Session};
 use super::stateless;
+use crate::access::Caller;
 use crate::gateway::{Asking, Gateway, Reply, RequestContext};
 use crate::mcp::jsonrpc::{self, INVALID_REQUEST, Kind, PARSE_ERROR};
 use crate::mcp::{sse, version};
@@ -29,7 +30,11 @@ const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 
 /// POST: one JSON-RPC message (or a 2025-03-26 batch).
-pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> {
+pub async fn post(
+    app: &Arc<App>,
+    request: Request<Incoming>,
+    caller: Arc<Caller>,
+) -> Response<Body> {
     let (parts, incoming) = request.into_parts();
     let received = match request_body::read(&app.limits, &app.bodies, &parts, incoming).await {
         Ok(received) => received,
@@ -48,15 +53,15 @@ pub async fn post(app: &Arc<App>, request: Request<Incoming>) -> Response<Body> 
     };
     let context = RequestContext {
         authorization: parts.headers.get(AUTHORIZATION).cloned(),
-        ..RequestContext::default()
+        ..RequestContext::new(caller)
     };
     if stateless::applies(&parts.headers, &message) {
         return stateless::post(app, &parts.headers, message, context).await;
     }
     if is_initialize(&message) {
-        return initialize(app, &message);
+        return initialize(app, &message, &context.caller);
     }
-    let session = match session_of(app, &parts.headers) {
+    let session = match session_of(app, &parts.headers, &context.caller) {
         Ok(session) => session,
         Err(response) => return *response,
     };
@@ -106,7 +111,7 @@ fn is_initialize(message: &Value) -> bool {
     jsonrpc::kind(message) == Some(Kind::Request) && jsonrpc::method(message) == Some("initialize")
 }
 
-fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
+fn initialize(app: &Arc<App>, message: &Value, caller: &Caller) -> Response<Body> {
     let requested = message
         .pointer("/params/protocolVersion")
         .and_then(Value::as_str);
@@ -115,7 +120,10 @@ fn initialize(app: &Arc<App>, message: &Value) -> Response<Body> {
         .pointer("/params/capabilities")
         .unwrap_or(&Value::Null);
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    let session = match app.sessions.create(agreed, capabilities) {
+    let session = match app
+        .sessions
+        .create(agreed, capabilities, caller.principal.clone())
+    {
         Ok(session) => session,
         Err(refused) => {
             tracing::warn!(%refused, "initialize refused");
@@ -154,7 +162,11 @@ fn forget_when_closed(app: &Arc<App>, session: &Session) {
 }
 
 /// The session a request belongs to, or the HTTP error to answer with.
-fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Box<Response<Body>>> {
+fn session_of(
+    app: &App,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<Arc<Session>, Box<Response<Body>>> {
     let Some(id) = headers
         .get(SESSION_HEADER)
         .and_then(|value| value.to_str().ok())
@@ -165,7 +177,7 @@ fn session_of(app: &App, headers: &HeaderMap) -> Result<Arc<Session>, Box<Respon
             "Bad Request: Mcp-Session-Id header is required (send initialize first)",
         )));
     };
-    let Some(session) = app.sessions.get(id) else {
+    let Some(session) = app.sessions.get(id, &caller.principal) else {
         return Err(Box::new(body::rpc_error(
             StatusCode::NOT_FOUND,
             INVALID_REQUEST,
@@ -295,11 +307,11 @@ async fn post_batch(
 }
 
 /// GET: the stream of server notifications (list changes, log messages) for one session.
-pub fn get(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
+pub fn get(app: &Arc<App>, request: &Request<Incoming>, caller: &Caller) -> Response<Body> {
     if let Some(refused) = stateless_only_post(request.headers()) {
         return refused;
     }
-    let session = match session_of(app, request.headers()) {
+    let session = match session_of(app, request.headers(), caller) {
         Ok(session) => session,
         Err(response) => return *response,
     };
@@ -354,7 +366,7 @@ async fn notification_stream(
 }
 
 /// DELETE: ends the session.
-pub fn delete(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
+pub fn delete(app: &Arc<App>, request: &Request<Incoming>, caller: &Caller) -> Response<Body> {
     if let Some(refused) = stateless_only_post(request.headers()) {
         return refused;
     }
@@ -369,7 +381,7 @@ pub fn delete(app: &Arc<App>, request: &Request<Incoming>) -> Response<Body> {
             "Bad Request: Mcp-Session-Id header is required",
         );
     };
-    if app.sessions.remove(id) {
+    if app.sessions.remove(id, &caller.principal) {
         body::empty(StatusCode::OK)
     } else {
         body::rpc_error(StatusCode::NOT_FOUND, INVALID_REQUEST, "Session not found")

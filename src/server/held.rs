@@ -11,6 +11,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use serde_json::Value;
 
+use crate::access::Principal;
 use crate::gateway::Relay;
 
 /// How long a suspended call waits for the client's retry before it is cancelled downstream
@@ -21,17 +22,17 @@ pub const HOLD_LIMIT: Duration = Duration::from_secs(300);
 #[derive(Default)]
 pub struct HeldCalls {
     // Shared with the expiry tasks.
-    calls: Arc<DashMap<String, Relay>>,
+    calls: Arc<DashMap<String, (Principal, Relay)>>,
 }
 
 impl HeldCalls {
-    /// Keeps a suspended relay until its retry or [`HOLD_LIMIT`]; other relays are dropped
-    /// (their call is over).
-    pub fn hold(&self, relay: Relay) {
+    /// Keeps a suspended relay of `owner`'s until its retry or [`HOLD_LIMIT`]; other relays
+    /// are dropped (their call is over).
+    pub fn hold(&self, relay: Relay, owner: Principal) {
         let Some(state) = relay.suspended_state().map(str::to_owned) else {
             return;
         };
-        self.calls.insert(state.clone(), relay);
+        self.calls.insert(state.clone(), (owner, relay));
         let calls = self.calls.clone();
         tokio::spawn(async move {
             tokio::time::sleep(HOLD_LIMIT).await;
@@ -40,12 +41,17 @@ impl HeldCalls {
         });
     }
 
-    /// The suspended call that a retry of `method` with these `params` continues, if its
-    /// `requestState` is one of the gateway's (for a call of the same method: a state
-    /// carried into another request does not hijack the call).
-    pub fn take(&self, method: &str, params: Option<&Value>) -> Option<Relay> {
+    /// The suspended call that `caller`'s retry of `method` with these `params` continues, if
+    /// its `requestState` is one of the gateway's, held for the same principal and a call of
+    /// the same method: a state carried into another request or by another caller does not
+    /// hijack the call.
+    pub fn take(&self, method: &str, params: Option<&Value>, caller: &Principal) -> Option<Relay> {
         let state = params?.get("requestState")?.as_str()?;
-        let retried = |_: &String, relay: &Relay| relay.method() == method;
-        self.calls.remove_if(state, retried).map(|(_, relay)| relay)
+        let retried = |_: &String, (owner, relay): &(Principal, Relay)| {
+            owner == caller && relay.method() == method
+        };
+        self.calls
+            .remove_if(state, retried)
+            .map(|(_, (_, relay))| relay)
     }
 }

@@ -25,6 +25,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{Caller, Principal};
 use crate::config;
 use crate::gateway::Gateway;
 use crate::tls::server::AcceptorHandle;
@@ -53,9 +54,16 @@ pub struct App {
     tls: Option<AcceptorHandle>,
 }
 
-/// The verified subject of the client's certificate (mutual TLS), in each request's extensions.
+/// The verified subject of the client's certificate (mutual TLS).
 #[derive(Debug, Clone)]
 pub struct ClientSubject(pub Arc<str>);
+
+/// The connection a request came on, in each request's extensions.
+#[derive(Debug, Clone)]
+struct Peer {
+    address: std::net::SocketAddr,
+    subject: Option<ClientSubject>,
+}
 
 impl App {
     /// The front end for a configuration and a started gateway.
@@ -142,7 +150,12 @@ impl App {
         request: Request<Incoming>,
     ) -> Result<Response<Body>, Infallible> {
         let path = request.uri().path();
-        if let Some(ClientSubject(subject)) = request.extensions().get::<ClientSubject>() {
+        let peer = request
+            .extensions()
+            .get::<Peer>()
+            .cloned()
+            .expect("BUG: every connection tags its requests with its peer");
+        if let Some(ClientSubject(subject)) = &peer.subject {
             tracing::info!(client = %subject, method = %request.method(), path, "request");
         }
         // Before any route: `/health` and `/metrics` must not be readable through a rebound name.
@@ -163,10 +176,11 @@ impl App {
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
         }
+        let caller = Arc::new(caller(&peer));
         let response = match *request.method() {
-            Method::POST => endpoint::post(&self, request).await,
-            Method::GET => endpoint::get(&self, &request),
-            Method::DELETE => endpoint::delete(&self, &request),
+            Method::POST => endpoint::post(&self, request, caller).await,
+            Method::GET => endpoint::get(&self, &request, &caller),
+            Method::DELETE => endpoint::delete(&self, &request, &caller),
             _ => {
                 let mut response = body::empty(StatusCode::METHOD_NOT_ALLOWED);
                 response.headers_mut().insert(
@@ -178,6 +192,16 @@ impl App {
         };
         Ok(response)
     }
+}
+
+/// The caller a request acts for: the verified client certificate's subject when there is one.
+fn caller(peer: &Peer) -> Caller {
+    let mut caller = Caller::anonymous(peer.address.ip());
+    if let Some(ClientSubject(subject)) = &peer.subject {
+        caller.principal = Principal::Certificate(subject.clone());
+        caller.certificate = Some(subject.clone());
+    }
+    caller
 }
 
 /// Serves `listener` until `shutdown`, then drains requests in flight for at most `drain`.
@@ -276,11 +300,13 @@ async fn serve_connection<I>(
     let activity = Activity::new();
     let limits = app.limits;
     let requests = activity.clone();
+    let tag = Peer {
+        address: peer,
+        subject,
+    };
     let service = service_fn(move |mut request: Request<Incoming>| {
         let in_flight = requests.begin();
-        if let Some(subject) = &subject {
-            request.extensions_mut().insert(subject.clone());
-        }
+        request.extensions_mut().insert(tag.clone());
         let app = app.clone();
         async move {
             let response = app.route(request).await?;

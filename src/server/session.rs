@@ -13,6 +13,7 @@ use dashmap::DashMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::Principal;
 use crate::config::ServerLimits;
 use crate::downstream::ServerRequest;
 
@@ -49,6 +50,8 @@ pub struct Session {
     pub id: Arc<str>,
     /// The revision agreed in `initialize`.
     pub protocol_version: &'static str,
+    /// Who opened it: only the same principal may use it.
+    owner: Principal,
     /// Of the `capabilities` the client declared in `initialize`, the ones that say which
     /// downstream requests it may be sent ([`KEPT_CAPABILITIES`]).
     capabilities: Value,
@@ -67,11 +70,12 @@ pub struct Session {
 }
 
 impl Session {
-    fn new(protocol_version: &'static str, capabilities: Value) -> Self {
+    fn new(protocol_version: &'static str, capabilities: Value, owner: Principal) -> Self {
         let closed = CancellationToken::new();
         Self {
             id: format!("{:032x}", rand::random::<u128>()).into(),
             protocol_version,
+            owner,
             capabilities,
             asked: Mutex::default(),
             next_ask: AtomicU64::new(1),
@@ -210,6 +214,7 @@ impl Sessions {
         &self,
         protocol_version: &'static str,
         capabilities: &Value,
+        owner: Principal,
     ) -> Result<Arc<Session>, Refused> {
         let kept: serde_json::Map<String, Value> = KEPT_CAPABILITIES
             .into_iter()
@@ -225,21 +230,30 @@ impl Sessions {
                 (live < self.max).then_some(live + 1)
             })
             .map_err(|_| Refused::Full { max: self.max })?;
-        let session = Arc::new(Session::new(protocol_version, kept));
+        let session = Arc::new(Session::new(protocol_version, kept, owner));
         self.map.insert(session.id.to_string(), session.clone());
         Ok(session)
     }
 
-    /// Finds a session and marks it used.
-    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        let session = self.map.get(id).map(|entry| entry.value().clone())?;
+    /// Finds a session of `caller` and marks it used. Another principal's session is not
+    /// found: its id is no key to it.
+    pub fn get(&self, id: &str, caller: &Principal) -> Option<Arc<Session>> {
+        let session = self
+            .map
+            .get(id)
+            .filter(|entry| entry.value().owner == *caller)
+            .map(|entry| entry.value().clone())?;
         session.touch();
         Some(session)
     }
 
     /// Ends a session; returns whether it existed.
-    pub fn remove(&self, id: &str) -> bool {
-        match self.map.remove(id) {
+    /// Ends a session of `caller`; `false` when it has none by that id.
+    pub fn remove(&self, id: &str, caller: &Principal) -> bool {
+        match self
+            .map
+            .remove_if(id, |_, session| session.owner == *caller)
+        {
             Some((_, session)) => {
                 self.live.fetch_sub(1, Ordering::AcqRel);
                 session.closed.cancel();
@@ -297,20 +311,40 @@ mod tests {
     #[test]
     fn cancel_fires_the_tracked_token() {
         let sessions = Sessions::new(&ServerLimits::default());
-        let session = sessions.create("2025-11-25", &Value::Null).unwrap();
+        let session = sessions
+            .create("2025-11-25", &Value::Null, Principal::Anonymous)
+            .unwrap();
         let token = session.track(&json!(7));
         session.cancel(&json!(7));
         assert!(token.is_cancelled());
-        assert!(sessions.get(&session.id).is_some());
-        assert!(sessions.remove(&session.id));
+        assert!(sessions.get(&session.id, &Principal::Anonymous).is_some());
+        assert!(sessions.remove(&session.id, &Principal::Anonymous));
         assert!(session.closed().is_cancelled());
-        assert!(sessions.get(&session.id).is_none());
+        assert!(sessions.get(&session.id, &Principal::Anonymous).is_none());
+    }
+
+    #[test]
+    fn a_session_is_found_and_ended_only_by_its_owner() {
+        let sessions = Sessions::new(&ServerLimits::default());
+        let alice = Principal::Certificate("CN=alice".into());
+        let bob = Principal::Certificate("CN=bob".into());
+        let session = sessions
+            .create("2025-11-25", &Value::Null, alice.clone())
+            .unwrap();
+        assert!(sessions.get(&session.id, &bob).is_none());
+        assert!(sessions.get(&session.id, &Principal::Anonymous).is_none());
+        assert!(!sessions.remove(&session.id, &bob));
+        assert!(!session.closed().is_cancelled());
+        assert!(sessions.get(&session.id, &alice).is_some());
+        assert!(sessions.remove(&session.id, &alice));
     }
 
     #[test]
     fn shutdown_ends_streams_but_not_requests_in_flight() {
         let sessions = Sessions::new(&ServerLimits::default());
-        let session = sessions.create("2025-11-25", &Value::Null).unwrap();
+        let session = sessions
+            .create("2025-11-25", &Value::Null, Principal::Anonymous)
+            .unwrap();
         let request = session.track(&json!(1));
         sessions.close_all();
         assert!(session.streams_closed().is_cancelled());
@@ -318,7 +352,7 @@ mod tests {
             !request.is_cancelled(),
             "draining waits for requests in flight"
         );
-        assert!(sessions.remove(&session.id));
+        assert!(sessions.remove(&session.id, &Principal::Anonymous));
         assert!(
             request.is_cancelled(),
             "an ended session cancels its requests"
@@ -327,7 +361,7 @@ mod tests {
 
     #[test]
     fn log_level_filters_messages_only() {
-        let session = Session::new("2025-11-25", Value::Null);
+        let session = Session::new("2025-11-25", Value::Null, Principal::Anonymous);
         session.set_log_level("warning");
         let log =
             |level: &str| json!({"method": "notifications/message", "params": {"level": level}});
@@ -343,14 +377,24 @@ mod tests {
             ..ServerLimits::default()
         };
         let sessions = Sessions::new(&limits);
-        let first = sessions.create("2025-11-25", &json!({})).unwrap();
-        sessions.create("2025-11-25", &json!({})).unwrap();
+        let first = sessions
+            .create("2025-11-25", &json!({}), Principal::Anonymous)
+            .unwrap();
+        sessions
+            .create("2025-11-25", &json!({}), Principal::Anonymous)
+            .unwrap();
         assert_eq!(
-            sessions.create("2025-11-25", &json!({})).err(),
+            sessions
+                .create("2025-11-25", &json!({}), Principal::Anonymous)
+                .err(),
             Some(Refused::Full { max: 2 })
         );
-        assert!(sessions.remove(&first.id));
-        assert!(sessions.create("2025-11-25", &json!({})).is_ok());
+        assert!(sessions.remove(&first.id, &Principal::Anonymous));
+        assert!(
+            sessions
+                .create("2025-11-25", &json!({}), Principal::Anonymous)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -360,14 +404,16 @@ mod tests {
             "sampling": {}, "roots": {"listChanged": true},
             "experimental": {"blob": "x".repeat(1 << 20)},
         });
-        let session = sessions.create("2025-11-25", &declared).unwrap();
+        let session = sessions
+            .create("2025-11-25", &declared, Principal::Anonymous)
+            .unwrap();
         assert_eq!(
             session.relayable_capabilities(),
             json!({"sampling": {}, "roots": {"listChanged": true}})
         );
         let huge = json!({"sampling": {"blob": "x".repeat(MAX_CAPABILITIES_BYTES)}});
         assert!(matches!(
-            sessions.create("2025-11-25", &huge),
+            sessions.create("2025-11-25", &huge, Principal::Anonymous),
             Err(Refused::CapabilitiesTooLarge { .. })
         ));
         assert_eq!(sessions.len(), 1, "a refused session is not counted");

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::App;
 use super::answer::{self, Era};
 use super::body::{self, Body};
+use crate::access::Principal;
 use crate::gateway::{Asking, Relay, Reply, RequestContext};
 use crate::mcp::era::{self, HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::mcp::jsonrpc::{
@@ -219,7 +220,7 @@ async fn relay(
         log_level,
         cacheable,
     };
-    let reply = match resumed(app, &message) {
+    let reply = match resumed(app, &message, &context.caller.principal) {
         Some(relay) => Reply::Relayed(relay),
         None => app.gateway.handle(message, &context).await,
     };
@@ -234,7 +235,8 @@ async fn relay(
         Reply::Relayed(relay) => {
             let cancelled = CancellationToken::new();
             let app = app.clone();
-            let done = move |relay| app.held.hold(relay);
+            let owner = context.caller.principal.clone();
+            let done = move |relay| app.held.hold(relay, owner);
             answer::relayed(relay, shape, streaming, None, cancelled, done).await
         }
     }
@@ -242,10 +244,10 @@ async fn relay(
 
 /// The suspended call that this request retries (it carries a `requestState` of the
 /// gateway's), continued with the client's answer and the request's id.
-fn resumed(app: &App, message: &Value) -> Option<Relay> {
+fn resumed(app: &App, message: &Value, caller: &Principal) -> Option<Relay> {
     let params = message.get("params");
     let method = jsonrpc::method(message).unwrap_or_default();
-    let mut relay = app.held.take(method, params)?;
+    let mut relay = app.held.take(method, params, caller)?;
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     relay.resume(id, params.unwrap_or(&Value::Null));
     Some(relay)

@@ -1,0 +1,9 @@
+//! The front door: who is calling, whether they may, how often, and the record of what they did.
+//!
+//! The server layer establishes a [`Caller`] for every request before it reaches the MCP
+//! endpoint; the gateway layer reads it (policy, per-caller limits, audit) through
+//! [`RequestContext`](crate::gateway::RequestContext).
+
+mod caller;
+
+pub use caller::{Caller, Principal};
