@@ -5,5 +5,7 @@
 //! [`RequestContext`](crate::gateway::RequestContext).
 
 mod caller;
+pub mod challenge;
 
 pub use caller::{Caller, Principal};
+pub use challenge::Challenge;
