@@ -6,6 +6,8 @@
 
 mod caller;
 pub mod challenge;
+pub mod client_ip;
+pub mod limits;
 
 pub use caller::{Caller, Principal};
 pub use challenge::Challenge;

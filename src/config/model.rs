@@ -21,6 +21,22 @@ pub struct Config {
     pub mcp: Mcp,
     /// `[pkcs11]`: defaults for every `pkcs11:` URI.
     pub pkcs11: Pkcs11Defaults,
+    /// `[audit]`: `None` unless `enabled = true`.
+    pub audit: Option<Audit>,
+}
+
+/// `[audit]`: one record per call of a tool, prompt or resource, per denial and per rate-limit
+/// refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// `file`: JSON lines appended to this file; default none.
+    pub file: Option<PathBuf>,
+    /// `journal`, default true: each record also to the systemd journal, under
+    /// `SYSLOG_IDENTIFIER=nexus-audit`.
+    pub journal: bool,
+    /// `include_arguments`, default false: argument values in records, those of secret-looking
+    /// keys replaced by `"[REDACTED]"`.
+    pub include_arguments: bool,
 }
 
 /// `[server]`.
@@ -42,6 +58,53 @@ pub struct Server {
     pub allowed_origins: Vec<String>,
     /// `[server.limits]`: what one client may cost the gateway.
     pub limits: ServerLimits,
+    /// `[server.rate_limits]`: `None` unless `enabled = true` and a quota is set.
+    pub rate_limits: Option<FrontLimits>,
+    /// `[server.client_ip]`: where a client's address is read from.
+    pub client_ip: ClientIp,
+}
+
+/// `[server.rate_limits]`: requests to the MCP endpoint (every POST, GET and DELETE, counted
+/// once each) allowed per interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrontLimits {
+    /// `global`: all clients together.
+    pub global: Option<Quota>,
+    /// `per_ip`: per client address (see [`ClientIp`]).
+    pub per_ip: Option<Quota>,
+    /// `per_client`: per client identity (client id, else principal); anonymous callers are
+    /// not counted here.
+    pub per_client: Option<ClientQuota>,
+}
+
+/// `{ limit, interval }`: `limit` requests at once, and the whole `limit` back after
+/// `interval` (one every `interval / limit` meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// `limit`, at least 1.
+    pub limit: u32,
+    /// `interval`, longer than zero.
+    pub interval: Duration,
+}
+
+/// `per_client`: the default quota and the overrides of groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientQuota {
+    /// `limit`, `interval`: for identities in no listed group.
+    pub default: Quota,
+    /// `groups.NAME`, in file order: a caller in several gets the most generous.
+    pub groups: Vec<(String, Quota)>,
+}
+
+/// `[server.client_ip]` (Nexus's keys): whose address a request is counted under. Only set
+/// these behind a proxy that writes the header: a client can send any value itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientIp {
+    /// `x_real_ip`, default false: take `X-Real-IP` when it holds an address.
+    pub x_real_ip: bool,
+    /// `x_forwarded_for_trusted_hops`, default none: take the address this many entries from
+    /// the right end of `X-Forwarded-For` (0: the last one).
+    pub x_forwarded_for_trusted_hops: Option<usize>,
 }
 
 /// `[server.limits]`: bounds on connections, requests and sessions, so that no client (with
@@ -69,6 +132,11 @@ pub struct ServerLimits {
     pub max_sessions: usize,
     /// `session_idle_timeout`, default 1 h: a session unused this long is forgotten.
     pub session_idle_timeout: Duration,
+    /// `max_sessions_per_identity`, default 100: sessions one principal holds at once
+    /// (anonymous callers count only against `max_sessions`).
+    pub max_sessions_per_identity: usize,
+    /// `max_streams_per_session`, default 4: GET notification streams open at once per session.
+    pub max_streams_per_session: usize,
 }
 
 impl Default for ServerLimits {
@@ -82,6 +150,8 @@ impl Default for ServerLimits {
             max_request_bodies_total: 256 * 1024 * 1024,
             max_sessions: 10_000,
             session_idle_timeout: Duration::from_secs(3600),
+            max_sessions_per_identity: 100,
+            max_streams_per_session: 4,
         }
     }
 }

@@ -33,6 +33,10 @@ pub(crate) struct RawServer {
     pub tls: Option<Spanned<RawServerTls>>,
     /// `[server.limits]`; defaults in the model's `ServerLimits`.
     pub limits: Option<RawServerLimits>,
+    /// `[server.rate_limits]` (Nexus's keys plus `per_client`); default off.
+    pub rate_limits: Option<RawFrontLimits>,
+    /// `[server.client_ip]` (Nexus's keys); default the connection's address.
+    pub client_ip: Option<RawClientIp>,
 }
 
 /// `[server.limits]`.
@@ -55,6 +59,111 @@ pub(crate) struct RawServerLimits {
     pub max_sessions: Option<Spanned<u64>>,
     /// Default 1 h.
     pub session_idle_timeout: Option<Spanned<RawDuration>>,
+    /// Default 100.
+    pub max_sessions_per_identity: Option<Spanned<u64>>,
+    /// Default 4.
+    pub max_streams_per_session: Option<Spanned<u64>>,
+}
+
+/// `[server.rate_limits]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawFrontLimits {
+    /// Default false (as in Nexus).
+    pub enabled: Option<bool>,
+    /// `"memory"` or `{ type = "memory" }`; default memory. Nexus's Redis is refused.
+    pub storage: Option<Spanned<RawStorage>>,
+    /// All requests together; default none.
+    pub global: Option<RawQuota>,
+    /// Per client address; default none.
+    pub per_ip: Option<RawQuota>,
+    /// Per client identity, with per-group overrides; default none.
+    pub per_client: Option<RawClientQuota>,
+}
+
+/// `{ limit, interval }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table with `limit` and `interval`")]
+pub(crate) struct RawQuota {
+    /// Requests per interval; required.
+    pub limit: Spanned<u32>,
+    /// Required.
+    pub interval: Spanned<RawDuration>,
+}
+
+/// `per_client = { limit, interval, groups.NAME = { limit, interval } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table with `limit` and `interval`")]
+pub(crate) struct RawClientQuota {
+    /// Requests per interval; required.
+    pub limit: Spanned<u32>,
+    /// Required.
+    pub interval: Spanned<RawDuration>,
+    /// Per-group overrides; default none.
+    pub groups: Option<BTreeMap<String, RawQuota>>,
+}
+
+/// `storage` in `[server.rate_limits]`: the backend's `type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawStorage(pub String);
+
+impl<'de> Deserialize<'de> for RawStorage {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StorageVisitor)
+    }
+}
+
+struct StorageVisitor;
+
+impl<'de> Visitor<'de> for StorageVisitor {
+    type Value = RawStorage;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"memory\" or { type = \"memory\" }")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawStorage, E> {
+        Ok(RawStorage(v.to_owned()))
+    }
+
+    // Nexus's Redis table has more keys (`url`, `pool`...): only `type` decides here, the
+    // rest is refused with it by `resolve`.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawStorage, A::Error> {
+        let mut kind = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "type" {
+                kind = Some(map.next_value::<String>()?);
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        kind.map(RawStorage)
+            .ok_or_else(|| de::Error::missing_field("type"))
+    }
+}
+
+/// `[server.client_ip]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawClientIp {
+    /// Default false.
+    pub x_real_ip: Option<bool>,
+    /// Default none (`X-Forwarded-For` not read).
+    pub x_forwarded_for_trusted_hops: Option<Spanned<u64>>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawAudit {
+    /// Default false.
+    pub enabled: Option<bool>,
+    /// JSON-lines file; default none.
+    pub file: Option<Spanned<String>>,
+    /// To the systemd journal; default true.
+    pub journal: Option<bool>,
+    /// Argument values in records (secret-looking keys redacted); default false.
+    pub include_arguments: Option<bool>,
 }
 
 /// `[server.health]` and `[server.metrics]` (same keys).

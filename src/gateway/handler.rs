@@ -155,7 +155,7 @@ async fn call_downstream_tool(call: &Call<'_>, mut params: Value) -> Outcome {
         .tool(&name)
         .cloned()
         .ok_or_else(|| not_listed(call.catalog, "tool", &name))?;
-    admit(call.catalog, route.server, &route.name)?;
+    admit(call, route.server, &route.name)?;
     params["name"] = Value::String(route.name);
     relay(call, route.server, "tools/call", params).await
 }
@@ -256,18 +256,19 @@ async fn set_downstream_level(catalog: &Catalog, params: Value) -> Outcome {
     immediate(json!({}))
 }
 
-fn admit(catalog: &Catalog, server: usize, tool: &str) -> Result<(), RpcError> {
-    let member = &catalog.members[server];
-    let Some(limiter) = &member.limiter else {
+/// Counts the call against the server's or tool's quota: refused, a JSON-RPC error naming the
+/// quota's key and the seconds to wait (also in `data`, for programs).
+fn admit(call: &Call<'_>, server: usize, tool: &str) -> Result<(), RpcError> {
+    let Some(limiter) = &call.catalog.members[server].limiter else {
         return Ok(());
     };
-    limiter.admit(Some(tool)).map_err(|(bucket, wait)| {
-        let name = member.downstream.name();
-        let (limit, seconds) = (bucket.describe(), wait.as_secs().max(1));
-        RpcError::new(
-            RATE_LIMITED,
-            format!("rate limit of server '{name}' reached ({limit}); retry in {seconds} s"),
-        )
+    limiter.admit(tool, &call.context.caller).map_err(|refusal| {
+        let mut error = RpcError::new(RATE_LIMITED, refusal.message());
+        error.data = Some(json!({
+            "limit": refusal.limit,
+            "retryAfterSeconds": refusal.retry_after(),
+        }));
+        error
     })
 }
 

@@ -29,6 +29,9 @@ use crate::tls::{ClientContext, ClientHandle, Connector};
 pub use catalog::Catalog;
 pub use relay::{Bridge, Outgoing, Relay};
 
+/// How often per-caller server and tool quotas drop callers whose quota is whole again.
+const RETAIN_RATE_LIMITS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How many server notifications a slow client may fall behind before it misses some.
 const BROADCAST_CAPACITY: usize = 1024;
 
@@ -134,7 +137,10 @@ impl Member {
         Ok(Self {
             downstream: Arc::new(Downstream::new(config.clone(), client, metrics.clone())),
             tls: tls.flatten(),
-            limiter: config.rate_limit.as_ref().map(rate_limit::Limiter::new),
+            limiter: config
+                .rate_limit
+                .as_ref()
+                .map(|limits| rate_limit::Limiter::new(&config.name, limits)),
             stop: parent.child_token(),
             supervisor: std::sync::Mutex::default(),
         })
@@ -252,7 +258,21 @@ impl Gateway {
             gateway.supervise(member);
         }
         tokio::spawn(gateway.clone().maintain_catalog(changes));
+        tokio::spawn(gateway.clone().retain_rate_limits());
         Ok(gateway)
+    }
+
+    /// Forgets, now and then, the callers whose per-server and per-tool quotas are whole again,
+    /// so memory follows the callers of the last interval, not every caller ever seen.
+    async fn retain_rate_limits(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(RETAIN_RATE_LIMITS_EVERY);
+        while tokio::select! { _ = tick.tick() => true, _ = self.shutdown.cancelled() => false } {
+            for member in self.members.load().iter() {
+                if let Some(limiter) = &member.limiter {
+                    limiter.retain();
+                }
+            }
+        }
     }
 
     fn supervise(&self, member: &Arc<Member>) {

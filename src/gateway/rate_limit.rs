@@ -1,126 +1,103 @@
-//! `[mcp.servers.NAME.rate_limits]`: token buckets per server and per tool.
+//! `[mcp.servers.NAME.rate_limits]`: a quota per server and per tool, counted per caller when
+//! the caller has an identity (client id, else principal) and for all anonymous callers
+//! together otherwise.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use crate::config::RateLimit;
+use crate::access::Caller;
+use crate::access::limits::{LimitKey, Limiter as Quota, Refusal};
+use crate::config::{self, RateLimit};
 
-/// A token bucket refilled continuously: `limit` calls per `interval`, bursts up to `limit`.
-#[derive(Debug)]
-pub struct Bucket {
-    limit: f64,
-    interval: Duration,
-    // (tokens left, last refill). A std Mutex: two float updates, never held across await.
-    state: Mutex<(f64, Instant)>,
-}
+/// Who a server's or tool's quota counts a call against (`None`: the anonymous callers).
+type Counted = Option<LimitKey>;
 
-impl Bucket {
-    fn new(limit: u32, interval: Duration) -> Self {
-        Self {
-            limit: f64::from(limit),
-            interval,
-            state: Mutex::new((f64::from(limit), Instant::now())),
-        }
-    }
-
-    /// Takes one token, or says how long until one is available.
-    pub fn try_take(&self) -> Result<(), Duration> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        let per_second = self.limit / self.interval.as_secs_f64();
-        let (tokens, last) = *state;
-        let tokens = (tokens + now.duration_since(last).as_secs_f64() * per_second).min(self.limit);
-        if tokens >= 1.0 {
-            *state = (tokens - 1.0, now);
-            Ok(())
-        } else {
-            *state = (tokens, now);
-            Err(Duration::from_secs_f64((1.0 - tokens) / per_second))
-        }
-    }
-
-    /// "100 per 1h" for messages.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} per {}",
-            self.limit,
-            humantime::format_duration(self.interval)
-        )
-    }
-}
-
-/// The buckets of one server.
-#[derive(Debug)]
+/// The quotas of one server.
 pub struct Limiter {
-    server: Bucket,
-    tools: HashMap<String, Bucket>,
+    server: Quota<Counted>,
+    tools: HashMap<String, Quota<Counted>>,
 }
 
 impl Limiter {
-    /// Buckets for a server's configuration.
-    pub fn new(config: &RateLimit) -> Self {
+    /// The quotas of server `name`'s configuration.
+    pub fn new(name: &str, config: &RateLimit) -> Self {
+        let key = format!("mcp.servers.{name}.rate_limits");
+        let quota = |limit: &RateLimit| config::Quota {
+            limit: limit.limit,
+            interval: limit.interval,
+        };
         let tools = config
             .tools
             .iter()
-            .map(|(name, limit)| (name.clone(), Bucket::new(limit.limit, limit.interval)))
+            .map(|(tool, limit)| {
+                let name = format!("{key}.tools.{tool}");
+                (tool.clone(), Quota::new(name, quota(limit)))
+            })
             .collect();
         Self {
-            server: Bucket::new(config.limit, config.interval),
+            server: Quota::new(key, quota(config)),
             tools,
         }
     }
 
-    /// Admits one call of `tool` (the downstream's name), or returns the bucket that refused
-    /// and the wait. A tool with its own limit is not counted against the server's.
-    pub fn admit(&self, tool: Option<&str>) -> Result<(), (&Bucket, Duration)> {
-        let bucket = tool
-            .and_then(|tool| self.tools.get(tool))
-            .unwrap_or(&self.server);
-        bucket.try_take().map_err(|wait| (bucket, wait))
+    /// Counts one call of `tool` (the downstream's name) by `caller`, once: against the tool's
+    /// own quota when it has one, else against the server's.
+    pub fn admit(&self, tool: &str, caller: &Caller) -> Result<(), Refusal> {
+        let quota = self.tools.get(tool).unwrap_or(&self.server);
+        quota.check(&LimitKey::of(caller))
+    }
+
+    /// Forgets callers whose quotas are whole again.
+    pub fn retain(&self) {
+        self.server.retain();
+        self.tools.values().for_each(Quota::retain);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
 
-    #[test]
-    fn refuses_past_the_limit_with_a_wait() {
-        let limiter = Limiter::new(&RateLimit {
-            limit: 2,
-            interval: Duration::from_secs(3600),
-            tools: vec![],
-        });
-        assert!(limiter.admit(Some("echo")).is_ok());
-        assert!(limiter.admit(None).is_ok());
-        let Err((bucket, wait)) = limiter.admit(Some("echo")) else {
-            panic!("third call admitted")
-        };
-        assert!(wait > Duration::from_secs(1700) && wait <= Duration::from_secs(1800));
-        assert_eq!(bucket.describe(), "2 per 1h");
+    use super::*;
+    use crate::access::Principal;
+
+    fn limit(limit: u32, seconds: u64, tools: Vec<(String, RateLimit)>) -> RateLimit {
+        RateLimit {
+            limit,
+            interval: Duration::from_secs(seconds),
+            tools,
+        }
+    }
+
+    fn anonymous() -> Caller {
+        Caller::anonymous("127.0.0.1".parse().unwrap())
     }
 
     #[test]
-    fn tool_limits_are_separate() {
-        let tools = vec![(
-            "slow".to_owned(),
-            RateLimit {
-                limit: 1,
-                interval: Duration::from_secs(60),
-                tools: vec![],
-            },
-        )];
-        let limiter = Limiter::new(&RateLimit {
-            limit: 5,
-            interval: Duration::from_secs(60),
-            tools,
-        });
-        assert!(limiter.admit(Some("slow")).is_ok());
-        assert!(limiter.admit(Some("slow")).is_err());
-        assert!(limiter.admit(Some("fast")).is_ok());
+    fn refuses_past_the_limit_naming_it_with_a_wait() {
+        let limiter = Limiter::new("files", &limit(2, 3600, vec![]));
+        limiter.admit("echo", &anonymous()).unwrap();
+        limiter.admit("other", &anonymous()).unwrap();
+        let refusal = limiter.admit("echo", &anonymous()).unwrap_err();
+        assert!(refusal.wait > Duration::from_secs(1700) && refusal.wait <= Duration::from_secs(1800));
+        assert_eq!(refusal.limit, "mcp.servers.files.rate_limits");
+        assert_eq!(refusal.quota, "2 per 1h");
+    }
+
+    #[test]
+    fn tool_limits_are_separate_and_identities_are_counted_apart() {
+        let tools = vec![("slow".to_owned(), limit(1, 60, vec![]))];
+        let limiter = Limiter::new("files", &limit(5, 60, tools));
+        limiter.admit("slow", &anonymous()).unwrap();
+        let refusal = limiter.admit("slow", &anonymous()).unwrap_err();
+        assert_eq!(refusal.limit, "mcp.servers.files.rate_limits.tools.slow");
+        limiter.admit("fast", &anonymous()).unwrap();
+        let mut alice = anonymous();
+        alice.principal = Principal::Certificate("CN=alice".into());
+        limiter.admit("slow", &alice).unwrap();
+        let mut client = anonymous();
+        client.client_id = Some(Arc::from("app-1"));
+        limiter.admit("slow", &client).unwrap();
+        assert!(limiter.admit("slow", &alice).is_err());
     }
 }

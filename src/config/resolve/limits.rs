@@ -43,6 +43,15 @@ impl Cx<'_> {
             session_idle_timeout: self
                 .timeout(raw.session_idle_timeout, &key("session_idle_timeout"))
                 .unwrap_or(default.session_idle_timeout),
+            max_sessions_per_identity: self
+                .count(
+                    raw.max_sessions_per_identity,
+                    &key("max_sessions_per_identity"),
+                )
+                .unwrap_or(default.max_sessions_per_identity),
+            max_streams_per_session: self
+                .count(raw.max_streams_per_session, &key("max_streams_per_session"))
+                .unwrap_or(default.max_streams_per_session),
         };
         if limits.max_request_body > limits.max_request_bodies_total {
             let message = format!(
@@ -57,7 +66,7 @@ impl Cx<'_> {
     }
 
     /// A count of at least 1 (a limit of 0 would refuse everything, which is never meant).
-    fn count(&mut self, value: Option<Spanned<u64>>, key: &str) -> Option<usize> {
+    pub(super) fn count(&mut self, value: Option<Spanned<u64>>, key: &str) -> Option<usize> {
         let value = value?;
         match usize::try_from(*value.get_ref()) {
             Ok(count) if count > 0 => Some(count),

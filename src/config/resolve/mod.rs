@@ -5,8 +5,10 @@
 //! server does not hide the problems of another. Cross-key rules and file checks follow, each
 //! recorded as a problem with the key's position.
 
+mod audit;
 mod downstream;
 mod files;
+mod front_limits;
 mod limits;
 mod server;
 mod tls;
@@ -109,16 +111,19 @@ pub(crate) struct Cx<'a> {
 
 impl Cx<'_> {
     fn document(&mut self, doc: DeTable<'_>, path: &Path) -> Config {
-        let (mut server, mut pkcs11, mut mcp) = (None, None, None);
+        let (mut server, mut pkcs11, mut mcp, mut audit) = (None, None, None, None);
         for (key, value) in doc {
             match key.get_ref().as_ref() {
                 "server" => server = Some(value),
                 "pkcs11" => pkcs11 = Some(value),
                 "mcp" => mcp = Some(value),
+                "audit" => audit = Some(value),
                 other => self.problems.push(
                     key.span(),
                     "",
-                    format!("unknown key `{other}` (expected `server`, `pkcs11` or `mcp`)"),
+                    format!(
+                        "unknown key `{other}` (expected `server`, `pkcs11`, `mcp` or `audit`)"
+                    ),
                     "fix the spelling or remove it",
                 ),
             }
@@ -129,6 +134,7 @@ impl Cx<'_> {
             server: self.server(server),
             pkcs11: self.pkcs11.clone(),
             mcp: self.mcp(mcp),
+            audit: self.audit(audit),
         }
     }
 
@@ -315,7 +321,7 @@ mod tests {
             [
                 "1:6: mcp: unknown key `server` (expected one of `servers`, `enabled`, `path`, `tools`, \
                  `prefix`, `call_timeout`, `limits`); fix the spelling or remove it",
-                "3:2: unknown key `serverr` (expected `server`, `pkcs11` or `mcp`); fix the spelling or remove it",
+                "3:2: unknown key `serverr` (expected `server`, `pkcs11`, `mcp` or `audit`); fix the spelling or remove it",
             ]
         );
     }

@@ -35,6 +35,8 @@ impl Cx<'_> {
             allowed_hosts: raw.allowed_hosts.unwrap_or_default(),
             allowed_origins: raw.allowed_origins.unwrap_or_default(),
             limits: self.server_limits(raw.limits.unwrap_or_default()),
+            rate_limits: raw.rate_limits.and_then(|raw| self.front_limits(raw)),
+            client_ip: self.client_ip(raw.client_ip.unwrap_or_default()),
         }
     }
 
