@@ -71,8 +71,14 @@ impl Nexus {
             .map(tls::server::handle)
             .transpose()
             .map_err(StartError::ServerTls)?;
+        let audit = config
+            .audit
+            .as_ref()
+            .map(|audit| access::audit::Audit::open(audit, metrics.audit()).map(Arc::new))
+            .transpose()
+            .map_err(StartError::Audit)?;
         let gateway = Gateway::start(&config.mcp, metrics)?;
-        let app = server::App::new(config, gateway.clone(), acceptor);
+        let app = server::App::new(config, gateway.clone(), acceptor, audit);
         Ok(Self {
             gateway,
             app,

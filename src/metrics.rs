@@ -19,6 +19,42 @@ pub struct Metrics {
     handshakes: Mutex<BTreeMap<String, u64>>,
     // Counted per message in a flood, so each is an atomic the intake holds, not a map entry.
     downstream_dropped: Mutex<BTreeMap<(String, &'static str), Arc<AtomicU64>>>,
+    audit: Arc<AuditCounters>,
+}
+
+/// `nexus_audit_records_total{outcome}` and `nexus_audit_dropped_total`: counted per call, so
+/// atomics in a fixed order ([`Outcome::LABELS`](crate::access::audit::Outcome::LABELS)).
+#[derive(Debug, Default)]
+pub struct AuditCounters {
+    records: [AtomicU64; 7],
+    dropped: AtomicU64,
+}
+
+impl AuditCounters {
+    /// One record with outcome `label` queued for writing.
+    pub fn recorded(&self, label: &str) {
+        let labels = crate::access::audit::Outcome::LABELS;
+        if let Some(index) = labels.iter().position(|known| *known == label) {
+            self.records[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One record dropped (the writer was behind); returns how many so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The non-zero counts per outcome, and the dropped records.
+    pub fn snapshot(&self) -> (Vec<(&'static str, u64)>, u64) {
+        let labels = crate::access::audit::Outcome::LABELS;
+        let records = labels
+            .into_iter()
+            .zip(&self.records)
+            .map(|(label, count)| (label, count.load(Ordering::Relaxed)))
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        (records, self.dropped.load(Ordering::Relaxed))
+    }
 }
 
 impl Metrics {
@@ -57,6 +93,11 @@ impl Metrics {
             .entry((server.to_owned(), reason))
             .or_default()
             .clone()
+    }
+
+    /// The audit trail's counters, for its writer.
+    pub fn audit(&self) -> Arc<AuditCounters> {
+        self.audit.clone()
     }
 
     /// Resumed sessions to `server` so far.
@@ -150,7 +191,31 @@ impl Metrics {
                 count.load(Ordering::Relaxed)
             );
         }
+        self.render_audit(&mut out);
         out
+    }
+
+    fn render_audit(&self, out: &mut String) {
+        let (records, dropped) = self.audit.snapshot();
+        header(
+            out,
+            "nexus_audit_records_total",
+            "counter",
+            "Audit records written, by outcome",
+        );
+        for (outcome, count) in records {
+            let _ = writeln!(
+                out,
+                "nexus_audit_records_total{{outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        header(
+            out,
+            "nexus_audit_dropped_total",
+            "counter",
+            "Audit records dropped because the audit writer was behind",
+        );
+        let _ = writeln!(out, "nexus_audit_dropped_total {dropped}");
     }
 }
 

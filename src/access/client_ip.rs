@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn x_real_ip_comes_first_and_garbage_falls_through() {
-        let both = headers(&[("x-real-ip", "2001:db8::1"), ("x-forwarded-for", "10.0.0.2")]);
+        let both = headers(&[
+            ("x-real-ip", "2001:db8::1"),
+            ("x-forwarded-for", "10.0.0.2"),
+        ]);
         let config = with(true, Some(0));
         assert_eq!(
             resolve(&config, &both, PEER),

@@ -36,7 +36,8 @@ impl LimitKey {
         if let Some(client) = &caller.client_id {
             return Some(Self::Client(client.clone()));
         }
-        (caller.principal != Principal::Anonymous).then(|| Self::Principal(caller.principal.clone()))
+        (caller.principal != Principal::Anonymous)
+            .then(|| Self::Principal(caller.principal.clone()))
     }
 }
 
@@ -159,8 +160,12 @@ impl FrontDoor {
             .collect();
         groups.sort_by(|(_, a), (_, b)| rate(&b.quota).total_cmp(&rate(&a.quota)));
         Self {
-            global: config.global.map(|quota| Limiter::new(named("global"), quota)),
-            per_ip: config.per_ip.map(|quota| Limiter::new(named("per_ip"), quota)),
+            global: config
+                .global
+                .map(|quota| Limiter::new(named("global"), quota)),
+            per_ip: config
+                .per_ip
+                .map(|quota| Limiter::new(named("per_ip"), quota)),
             per_client: config
                 .per_client
                 .as_ref()
@@ -197,7 +202,10 @@ impl FrontDoor {
         if let Some(limiter) = &self.per_ip {
             limiter.retain();
         }
-        let clients = self.per_client.iter().chain(self.groups.iter().map(|(_, l)| l));
+        let clients = self
+            .per_client
+            .iter()
+            .chain(self.groups.iter().map(|(_, l)| l));
         clients.for_each(Limiter::retain);
     }
 
@@ -255,7 +263,13 @@ mod tests {
         assert!(refusal.wait > Duration::from_secs(1190), "{refusal:?}");
         assert!(refusal.wait <= Duration::from_secs(1200), "{refusal:?}");
         assert_eq!(refusal.retry_after(), refusal.wait.as_secs() + 1);
-        assert_eq!(refusal.message(), format!("rate limit [x] reached (3 per 1h); retry in {} s", refusal.retry_after()));
+        assert_eq!(
+            refusal.message(),
+            format!(
+                "rate limit [x] reached (3 per 1h); retry in {} s",
+                refusal.retry_after()
+            )
+        );
     }
 
     #[test]
@@ -263,7 +277,10 @@ mod tests {
         let door = FrontDoor::new(&FrontLimits {
             per_client: Some(ClientQuota {
                 default: quota(1, 60),
-                groups: vec![("basic".into(), quota(2, 60)), ("premium".into(), quota(3, 60))],
+                groups: vec![
+                    ("basic".into(), quota(2, 60)),
+                    ("premium".into(), quota(3, 60)),
+                ],
             }),
             ..FrontLimits::default()
         });
@@ -277,10 +294,14 @@ mod tests {
             door.admit(&both).unwrap();
         }
         let refusal = door.admit(&both).unwrap_err();
-        assert_eq!(refusal.limit, "server.rate_limits.per_client.groups.premium");
+        assert_eq!(
+            refusal.limit,
+            "server.rate_limits.per_client.groups.premium"
+        );
         let anonymous = Caller::anonymous("127.0.0.1".parse().unwrap());
         for _ in 0..10 {
-            door.admit(&anonymous).expect("anonymous callers have no per-client quota");
+            door.admit(&anonymous)
+                .expect("anonymous callers have no per-client quota");
         }
     }
 
@@ -297,7 +318,10 @@ mod tests {
         let alice = certified("alice", &[]);
         door.admit(&alice).unwrap();
         for _ in 0..5 {
-            assert_eq!(door.admit(&alice).unwrap_err().limit, "server.rate_limits.per_client");
+            assert_eq!(
+                door.admit(&alice).unwrap_err().limit,
+                "server.rate_limits.per_client"
+            );
         }
         door.admit(&certified("bob", &[])).unwrap();
         door.admit(&certified("carol", &[])).unwrap();

@@ -4,6 +4,7 @@
 //! endpoint; the gateway layer reads it (policy, per-caller limits, audit) through
 //! [`RequestContext`](crate::gateway::RequestContext).
 
+pub mod audit;
 mod caller;
 pub mod challenge;
 pub mod client_ip;

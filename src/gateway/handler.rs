@@ -3,7 +3,7 @@
 //! Each request reads one catalog snapshot and routes within it, so a reload in between cannot
 //! send it to the wrong server.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,6 +13,7 @@ use super::catalog::SEPARATOR;
 use super::input::{InputRounds, Suspending};
 use super::subscriptions::resource_not_found;
 use super::{Asking, Bridge, Catalog, Gateway, Relay, Reply, RequestContext};
+use crate::access::audit;
 use crate::config::{Auth, ToolsMode, Transport};
 use crate::downstream::{CallOptions, Downstream};
 use crate::mcp::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RpcError};
@@ -28,6 +29,26 @@ struct Call<'a> {
     id: Value,
     catalog: &'a Catalog,
     context: &'a RequestContext,
+    // A std Mutex: routing notes the server on it, never across `.await`.
+    audit: Mutex<Option<audit::Pending>>,
+}
+
+impl Call<'_> {
+    /// Adds what routing learned to the audit record, if there is one.
+    fn note(&self, learned: impl FnOnce(&mut audit::Call)) {
+        let mut pending = self
+            .audit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pending) = pending.as_mut() {
+            learned(pending.call_mut());
+        }
+    }
+
+    fn note_server(&self, server: usize) {
+        let name = self.catalog.members[server].downstream.name().to_owned();
+        self.note(|call| call.server = Some(name));
+    }
 }
 
 impl Gateway {
@@ -55,10 +76,17 @@ impl Gateway {
         let params = request.get_mut("params").map(Value::take);
         let method = jsonrpc::method(&request).unwrap_or_default();
         let catalog = self.catalog();
+        let pending = audit::audited(method)
+            .zip(context.audit.as_ref())
+            .map(|(method, trail)| {
+                let call = audit::Call::of(method, params.as_ref());
+                trail.begin(&context.caller, context.subscriber.as_ref(), call)
+            });
         let call = Call {
             id: id.clone(),
             catalog: &catalog,
             context,
+            audit: Mutex::new(pending),
         };
         let outcome = match method {
             "ping" => immediate(json!({})),
@@ -81,14 +109,27 @@ impl Gateway {
                 format!("Method not found: {method}"),
             )),
         };
-        match outcome {
+        let pending = call
+            .audit
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let reply = match outcome {
             Ok(Reply::Immediate(mut response)) => {
                 response["id"] = id;
                 Reply::Immediate(response)
             }
-            Ok(relayed) => relayed,
+            Ok(Reply::Relayed(mut relay)) => {
+                if let Some(pending) = pending {
+                    relay.audit(pending);
+                }
+                return Reply::Relayed(relay);
+            }
             Err(error) => Reply::Immediate(error.to_response(id)),
+        };
+        if let (Some(pending), Reply::Immediate(response)) = (pending, &reply) {
+            pending.answered(response);
         }
+        reply
     }
 
     /// `resources/subscribe` and `resources/unsubscribe`, for the request's subscriber.
@@ -142,6 +183,11 @@ impl Gateway {
                 .get("arguments")
                 .cloned()
                 .unwrap_or_else(|| json!({}));
+            call.note(|audited| {
+                audited.via = Some(EXECUTE);
+                audited.name = params["name"].as_str().map(str::to_owned);
+                audited.arguments = Some(params["arguments"].clone());
+            });
             return call_downstream_tool(call, params).await;
         }
         call_downstream_tool(call, params).await
@@ -155,6 +201,7 @@ async fn call_downstream_tool(call: &Call<'_>, mut params: Value) -> Outcome {
         .tool(&name)
         .cloned()
         .ok_or_else(|| not_listed(call.catalog, "tool", &name))?;
+    call.note_server(route.server);
     admit(call, route.server, &route.name)?;
     params["name"] = Value::String(route.name);
     relay(call, route.server, "tools/call", params).await
@@ -168,6 +215,7 @@ async fn get_prompt(call: &Call<'_>, params: Option<Value>) -> Outcome {
         .prompt(&name)
         .cloned()
         .ok_or_else(|| not_listed(call.catalog, "prompt", &name))?;
+    call.note_server(route.server);
     params["name"] = Value::String(route.name);
     relay(call, route.server, "prompts/get", params).await
 }
@@ -179,6 +227,7 @@ async fn read_resource(call: &Call<'_>, params: Option<Value>) -> Outcome {
         .catalog
         .resource(&uri)
         .ok_or_else(|| resource_not_found(&uri))?;
+    call.note_server(server);
     relay(call, server, "resources/read", params).await
 }
 
@@ -262,14 +311,16 @@ fn admit(call: &Call<'_>, server: usize, tool: &str) -> Result<(), RpcError> {
     let Some(limiter) = &call.catalog.members[server].limiter else {
         return Ok(());
     };
-    limiter.admit(tool, &call.context.caller).map_err(|refusal| {
-        let mut error = RpcError::new(RATE_LIMITED, refusal.message());
-        error.data = Some(json!({
-            "limit": refusal.limit,
-            "retryAfterSeconds": refusal.retry_after(),
-        }));
-        error
-    })
+    limiter
+        .admit(tool, &call.context.caller)
+        .map_err(|refusal| {
+            let mut error = RpcError::new(RATE_LIMITED, refusal.message());
+            error.data = Some(json!({
+                "limit": refusal.limit,
+                "retryAfterSeconds": refusal.retry_after(),
+            }));
+            error
+        })
 }
 
 async fn relay(call: &Call<'_>, server: usize, method: &str, params: Value) -> Outcome {

@@ -60,6 +60,8 @@ pub struct RequestContext {
     pub asking: Asking,
     /// Who subscribes when this request is `resources/subscribe`: the handshake-era session.
     pub subscriber: Option<Arc<str>>,
+    /// The audit trail, when `[audit]` is enabled.
+    pub audit: Option<Arc<crate::access::audit::Audit>>,
 }
 
 impl RequestContext {
@@ -72,6 +74,7 @@ impl RequestContext {
             client_capabilities: None,
             asking: Asking::default(),
             subscriber: None,
+            audit: None,
         }
     }
 }
@@ -103,6 +106,9 @@ pub enum StartError {
     /// The gateway's own `[server.tls]` could not be loaded.
     #[error("[server.tls]: {0}")]
     ServerTls(crate::tls::Error),
+    /// `[audit]`'s file could not be opened.
+    #[error(transparent)]
+    Audit(crate::access::audit::sink::OpenError),
 }
 
 /// The outcome of reloading one downstream's TLS material.

@@ -79,7 +79,9 @@ mod tests {
         limiter.admit("echo", &anonymous()).unwrap();
         limiter.admit("other", &anonymous()).unwrap();
         let refusal = limiter.admit("echo", &anonymous()).unwrap_err();
-        assert!(refusal.wait > Duration::from_secs(1700) && refusal.wait <= Duration::from_secs(1800));
+        assert!(
+            refusal.wait > Duration::from_secs(1700) && refusal.wait <= Duration::from_secs(1800)
+        );
         assert_eq!(refusal.limit, "mcp.servers.files.rate_limits");
         assert_eq!(refusal.quota, "2 per 1h");
     }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::input::{InputRounds, Suspending};
+use crate::access::audit::Pending;
 use crate::downstream::{Call, CallEvent, ServerRequest};
 use crate::mcp::jsonrpc::{self, DOWNSTREAM_UNAVAILABLE, RpcError};
 
@@ -44,6 +45,8 @@ pub struct Relay {
     deadline: Instant,
     finished: bool,
     bridge: Bridge,
+    // Written with the response; dropped unwritten (the client left): `cancelled`.
+    audit: Option<Pending>,
 }
 
 impl Relay {
@@ -65,7 +68,13 @@ impl Relay {
             deadline: Instant::now() + timeout,
             finished: false,
             bridge,
+            audit: None,
         }
+    }
+
+    /// Records the call in the audit trail once its response is known.
+    pub fn audit(&mut self, pending: Pending) {
+        self.audit = Some(pending);
     }
 
     /// The `requestState` under which a suspended call waits for the client's retry.
@@ -182,12 +191,21 @@ impl Relay {
     fn finish(&mut self, mut response: Value) -> Value {
         self.finished = true;
         response["id"] = self.client_id.clone();
+        self.answered(&response);
         response
     }
 
     fn fail(&mut self, error: &RpcError) -> Value {
         self.finished = true;
-        error.to_response(self.client_id.clone())
+        let response = error.to_response(self.client_id.clone());
+        self.answered(&response);
+        response
+    }
+
+    fn answered(&mut self, response: &Value) {
+        if let Some(pending) = self.audit.take() {
+            pending.answered(response);
+        }
     }
 
     fn fail_timed_out(&mut self) -> Value {

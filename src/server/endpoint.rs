@@ -53,6 +53,7 @@ pub async fn post(
     };
     let context = RequestContext {
         authorization: parts.headers.get(AUTHORIZATION).cloned(),
+        audit: app.audit.clone(),
         ..RequestContext::new(caller)
     };
     if stateless::applies(&parts.headers, &message) {
@@ -130,6 +131,9 @@ fn initialize(app: &Arc<App>, message: &Value, caller: &Caller) -> Response<Body
             let (status, code) = match refused {
                 session::Refused::Full { .. } => {
                     (StatusCode::SERVICE_UNAVAILABLE, jsonrpc::SERVER_BUSY)
+                }
+                session::Refused::TooManyForIdentity { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, jsonrpc::SERVER_BUSY)
                 }
                 session::Refused::CapabilitiesTooLarge { .. } => {
                     (StatusCode::BAD_REQUEST, jsonrpc::INVALID_PARAMS)
@@ -322,6 +326,16 @@ pub fn get(app: &Arc<App>, request: &Request<Incoming>, caller: &Caller) -> Resp
             "Not Acceptable: the GET stream is text/event-stream",
         );
     }
+    let max = app.limits.max_streams_per_session;
+    let Some(slot) = session.open_stream(max) else {
+        return body::rpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            jsonrpc::SERVER_BUSY,
+            format!(
+                "this session has {max} GET streams open, the [server.limits] max_streams_per_session; close one first"
+            ),
+        );
+    };
     let (sender, response) = body::event_stream(answer::STREAM_BUFFER);
     let notifications = app.gateway.subscribe();
     tokio::spawn(notification_stream(
@@ -329,6 +343,7 @@ pub fn get(app: &Arc<App>, request: &Request<Incoming>, caller: &Caller) -> Resp
         session,
         notifications,
         sender,
+        slot,
     ));
     response
 }
@@ -338,6 +353,7 @@ async fn notification_stream(
     session: Arc<Session>,
     mut notifications: tokio::sync::broadcast::Receiver<Value>,
     sender: mpsc::Sender<Bytes>,
+    _slot: session::StreamSlot,
 ) {
     let closed = session.streams_closed().clone();
     loop {
@@ -358,6 +374,9 @@ async fn notification_stream(
                 Bytes::from_static(sse::KEEP_ALIVE)
             }
             _ = closed.cancelled() => return,
+            // The client went away: give its place in max_streams_per_session back now, not
+            // at the next keep-alive.
+            () = sender.closed() => return,
         };
         if sender.send(chunk).await.is_err() {
             return;

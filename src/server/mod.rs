@@ -6,6 +6,7 @@ mod answer;
 mod body;
 mod connection;
 mod endpoint;
+mod front_door;
 pub mod guard;
 mod held;
 mod listener;
@@ -25,7 +26,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{Caller, Principal};
+use crate::access::audit::Audit;
+use crate::access::limits::FrontDoor;
+use crate::access::{Caller, Principal, client_ip};
 use crate::config;
 use crate::gateway::Gateway;
 use crate::tls::server::AcceptorHandle;
@@ -49,6 +52,11 @@ pub struct App {
     /// `[server.limits]`, fixed at start.
     limits: config::ServerLimits,
     bodies: request_body::BodyBudget,
+    /// `[server.rate_limits]`, fixed at start.
+    front_door: Option<FrontDoor>,
+    /// `[server.client_ip]`, fixed at start.
+    client_ip: config::ClientIp,
+    audit: Option<Arc<Audit>>,
     // Swapped on reload; whether HTTPS is on at all is fixed at start (it is the listener's
     // protocol).
     tls: Option<AcceptorHandle>,
@@ -66,11 +74,12 @@ struct Peer {
 }
 
 impl App {
-    /// The front end for a configuration and a started gateway.
+    /// The front end for a configuration and a started gateway, recording to `audit`.
     pub fn new(
         config: &config::Config,
         gateway: Arc<Gateway>,
         acceptor: Option<AcceptorHandle>,
+        audit: Option<Arc<Audit>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             gateway,
@@ -91,6 +100,9 @@ impl App {
                 .then(|| config.server.metrics.path.clone()),
             limits: config.server.limits,
             bodies: request_body::BodyBudget::new(&config.server.limits),
+            front_door: config.server.rate_limits.as_ref().map(FrontDoor::new),
+            client_ip: config.server.client_ip,
+            audit,
             tls: acceptor,
         })
     }
@@ -112,6 +124,14 @@ impl App {
         }
         if self.limits != config.server.limits {
             tracing::warn!("[server.limits] changed: restart the gateway to apply");
+        }
+        let front_door = config.server.rate_limits.as_ref().map(FrontDoor::new);
+        if self.front_door.is_some() != front_door.is_some()
+            || self.client_ip != config.server.client_ip
+        {
+            tracing::warn!(
+                "[server.rate_limits] or [server.client_ip] changed: restart the gateway to apply"
+            );
         }
     }
 
@@ -176,7 +196,10 @@ impl App {
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
         }
-        let caller = Arc::new(caller(&peer));
+        let caller = Arc::new(caller(&peer, request.headers(), &self.client_ip));
+        if let Some(refused) = front_door::admit(&self, &caller) {
+            return Ok(refused);
+        }
         let response = match *request.method() {
             Method::POST => endpoint::post(&self, request, caller).await,
             Method::GET => endpoint::get(&self, &request, &caller),
@@ -194,9 +217,10 @@ impl App {
     }
 }
 
-/// The caller a request acts for: the verified client certificate's subject when there is one.
-fn caller(peer: &Peer) -> Caller {
-    let mut caller = Caller::anonymous(peer.address.ip());
+/// The caller a request acts for: the verified client certificate's subject when there is one,
+/// at the address `[server.client_ip]` takes from the headers.
+fn caller(peer: &Peer, headers: &http::HeaderMap, client_ip: &config::ClientIp) -> Caller {
+    let mut caller = Caller::anonymous(client_ip::resolve(client_ip, headers, peer.address.ip()));
     if let Some(ClientSubject(subject)) = &peer.subject {
         caller.principal = Principal::Certificate(subject.clone());
         caller.certificate = Some(subject.clone());
@@ -215,6 +239,7 @@ pub async fn run(
     let mut cap = ConnectionCap::new(app.limits.max_connections);
     let mut backoff = AcceptBackoff::default();
     let expiry = tokio::spawn(expire_sessions(app.clone(), shutdown.clone()));
+    let retain = tokio::spawn(front_door::retain(app.clone(), shutdown.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -257,6 +282,7 @@ pub async fn run(
         });
     }
     expiry.abort();
+    retain.abort();
     // Notification streams never end by themselves: close them so their connections can drain.
     app.sessions.close_all();
     app.streams_closed.cancel();

@@ -34,6 +34,16 @@ pub enum Refused {
         /// The limit.
         max: usize,
     },
+    /// The principal already holds `max_sessions_per_identity` sessions.
+    #[error(
+        "{principal} holds {max} sessions, the [server.limits] max_sessions_per_identity; end unused sessions (DELETE) or retry later"
+    )]
+    TooManyForIdentity {
+        /// Who.
+        principal: Principal,
+        /// The limit.
+        max: usize,
+    },
     /// The client's sampling/elicitation/roots capabilities are implausibly large.
     #[error(
         "the client's sampling, elicitation and roots capabilities take {bytes} bytes, more than the {MAX_CAPABILITIES_BYTES} a session keeps"
@@ -67,6 +77,17 @@ pub struct Session {
     in_flight: Mutex<HashMap<String, CancellationToken>>,
     min_log_level: AtomicU8,
     last_seen: AtomicU64,
+    // GET notification streams open now.
+    streams_open: Arc<AtomicUsize>,
+}
+
+/// A GET stream's place in its session's `max_streams_per_session`, given back on drop.
+pub struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Session {
@@ -84,7 +105,18 @@ impl Session {
             in_flight: Mutex::default(),
             min_log_level: AtomicU8::new(0),
             last_seen: AtomicU64::new(now()),
+            streams_open: Arc::default(),
         }
+    }
+
+    /// A place for one more GET stream, unless `max` are open.
+    pub fn open_stream(&self, max: usize) -> Option<StreamSlot> {
+        self.streams_open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < max).then_some(open + 1)
+            })
+            .ok()?;
+        Some(StreamSlot(self.streams_open.clone()))
     }
 
     /// Cancelled when the session ends (DELETE, expiry, shutdown).
@@ -194,6 +226,9 @@ pub struct Sessions {
     // Counted apart from the map so that concurrent `initialize`s cannot overshoot the limit.
     live: AtomicUsize,
     max: usize,
+    // Sessions per principal (anonymous callers are not counted here).
+    owned: DashMap<Principal, usize>,
+    max_per_identity: usize,
     idle_limit: Duration,
 }
 
@@ -204,6 +239,8 @@ impl Sessions {
             map: DashMap::new(),
             live: AtomicUsize::new(0),
             max: limits.max_sessions,
+            owned: DashMap::new(),
+            max_per_identity: limits.max_sessions_per_identity,
             idle_limit: limits.session_idle_timeout,
         }
     }
@@ -225,14 +262,47 @@ impl Sessions {
         if bytes > MAX_CAPABILITIES_BYTES {
             return Err(Refused::CapabilitiesTooLarge { bytes });
         }
-        self.live
+        self.claim(&owner)?;
+        let admitted = self
+            .live
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
                 (live < self.max).then_some(live + 1)
             })
-            .map_err(|_| Refused::Full { max: self.max })?;
+            .is_ok();
+        if !admitted {
+            self.release(&owner);
+            return Err(Refused::Full { max: self.max });
+        }
         let session = Arc::new(Session::new(protocol_version, kept, owner));
         self.map.insert(session.id.to_string(), session.clone());
         Ok(session)
+    }
+
+    /// Counts one more session of `owner`, unless it holds `max_sessions_per_identity`.
+    fn claim(&self, owner: &Principal) -> Result<(), Refused> {
+        if *owner == Principal::Anonymous {
+            return Ok(());
+        }
+        // The entry's shard lock makes check and increment one step.
+        let mut count = self.owned.entry(owner.clone()).or_default();
+        if *count >= self.max_per_identity {
+            return Err(Refused::TooManyForIdentity {
+                principal: owner.clone(),
+                max: self.max_per_identity,
+            });
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    fn release(&self, owner: &Principal) {
+        if *owner == Principal::Anonymous {
+            return;
+        }
+        self.owned.remove_if_mut(owner, |_, count| {
+            *count = count.saturating_sub(1);
+            *count == 0
+        });
     }
 
     /// Finds a session of `caller` and marks it used. Another principal's session is not
@@ -256,6 +326,7 @@ impl Sessions {
         {
             Some((_, session)) => {
                 self.live.fetch_sub(1, Ordering::AcqRel);
+                self.release(&session.owner);
                 session.closed.cancel();
                 true
             }
@@ -270,6 +341,7 @@ impl Sessions {
             let keep = session.last_seen.load(Ordering::Relaxed) >= cutoff;
             if !keep {
                 self.live.fetch_sub(1, Ordering::AcqRel);
+                self.release(&session.owner);
                 session.closed.cancel();
             }
             keep
@@ -395,6 +467,63 @@ mod tests {
                 .create("2025-11-25", &json!({}), Principal::Anonymous)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn an_identity_holds_at_most_its_share_and_anonymous_callers_only_the_total() {
+        let limits = ServerLimits {
+            max_sessions: 4,
+            max_sessions_per_identity: 2,
+            ..ServerLimits::default()
+        };
+        let sessions = Sessions::new(&limits);
+        let alice = Principal::Certificate("CN=alice".into());
+        let first = sessions
+            .create("2025-11-25", &json!({}), alice.clone())
+            .unwrap();
+        sessions
+            .create("2025-11-25", &json!({}), alice.clone())
+            .unwrap();
+        assert!(matches!(
+            sessions.create("2025-11-25", &json!({}), alice.clone()),
+            Err(Refused::TooManyForIdentity { max: 2, .. })
+        ));
+        for _ in 0..2 {
+            sessions
+                .create("2025-11-25", &json!({}), Principal::Anonymous)
+                .unwrap();
+        }
+        assert_eq!(
+            sessions
+                .create("2025-11-25", &json!({}), Principal::Anonymous)
+                .err(),
+            Some(Refused::Full { max: 4 })
+        );
+        assert!(sessions.remove(&first.id, &alice));
+        sessions
+            .create("2025-11-25", &json!({}), Principal::Anonymous)
+            .unwrap();
+        assert_eq!(
+            sessions
+                .create("2025-11-25", &json!({}), alice.clone())
+                .err(),
+            Some(Refused::Full { max: 4 }),
+        );
+        assert_eq!(
+            *sessions.owned.get(&alice).unwrap(),
+            1,
+            "a refusal of the total gives the identity's place back"
+        );
+    }
+
+    #[test]
+    fn streams_are_counted_per_session_and_freed_on_drop() {
+        let session = Session::new("2025-11-25", Value::Null, Principal::Anonymous);
+        let first = session.open_stream(2).unwrap();
+        let _second = session.open_stream(2).unwrap();
+        assert!(session.open_stream(2).is_none());
+        drop(first);
+        assert!(session.open_stream(2).is_some());
     }
 
     #[test]

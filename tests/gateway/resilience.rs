@@ -129,7 +129,10 @@ async fn a_child_that_crashes_mid_call_is_named_and_restarted() {
     let message = response["error"]["message"].as_str().unwrap_or_else(|| {
         panic!("a crash must answer with an error: {response}");
     });
-    assert!(message.contains("[mcp.servers.fx.rate_limits]"), "{message}");
+    assert!(
+        message.contains("[mcp.servers.fx.rate_limits]"),
+        "{message}"
+    );
     assert!(message.contains("exited"), "{message}");
     assert_restarted(&session, pid).await;
     gateway.stop().await;
@@ -161,7 +164,10 @@ async fn a_child_killed_during_a_call_fails_that_call_and_is_restarted() {
     let message = response["error"]["message"].as_str().unwrap_or_else(|| {
         panic!("a killed server must fail the call: {response}");
     });
-    assert!(message.contains("[mcp.servers.fx.rate_limits]"), "{message}");
+    assert!(
+        message.contains("[mcp.servers.fx.rate_limits]"),
+        "{message}"
+    );
     assert!(message.contains("SIGKILL"), "{message}");
     assert_restarted(&session, pid).await;
     gateway.stop().await;
@@ -405,7 +411,10 @@ async fn a_rate_limit_refuses_the_call_past_it_naming_server_and_limit() {
     assert_eq!(text(ok(&run, 1)), "1");
     let refused = error(&run, 2);
     let message = refused["message"].as_str().unwrap();
-    assert!(message.contains("[mcp.servers.fx.rate_limits]"), "{message}");
+    assert!(
+        message.contains("[mcp.servers.fx.rate_limits]"),
+        "{message}"
+    );
     assert!(message.contains("2 per 1m"), "{message}");
     gateway.stop().await;
 }

@@ -18,9 +18,7 @@ impl Cx<'_> {
             return None;
         }
         let audit = Audit {
-            file: raw
-                .file
-                .map(|file| self.output_file(&file, "audit.file")),
+            file: raw.file.map(|file| self.output_file(&file, "audit.file")),
             journal: raw.journal.unwrap_or(true),
             include_arguments: raw.include_arguments.unwrap_or(false),
         };
@@ -48,7 +46,10 @@ mod tests {
     #[test]
     fn defaults_relative_files_and_a_destination_required() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(resolve(dir.path(), "[audit]\nfile = \"a.jsonl\"\n"), Ok(None));
+        assert_eq!(
+            resolve(dir.path(), "[audit]\nfile = \"a.jsonl\"\n"),
+            Ok(None)
+        );
         assert_eq!(
             resolve(dir.path(), "[audit]\nenabled = true\n"),
             Ok(Some(Audit {
@@ -68,8 +69,11 @@ mod tests {
             problems[0].contains("audit: records would go nowhere"),
             "{problems:?}"
         );
-        let problems = resolve(dir.path(), "[audit]\nenabled = true\nfile = \"no/a.jsonl\"\n")
-            .unwrap_err();
+        let problems = resolve(
+            dir.path(),
+            "[audit]\nenabled = true\nfile = \"no/a.jsonl\"\n",
+        )
+        .unwrap_err();
         assert!(problems[0].contains("audit.file"), "{problems:?}");
     }
 }

@@ -158,7 +158,8 @@ mod tests {
         let problems = resolve(text).unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(
-            problems[0].contains(":3:11: server.rate_limits.storage: storage `redis` is not supported"),
+            problems[0]
+                .contains(":3:11: server.rate_limits.storage: storage `redis` is not supported"),
             "{problems:?}"
         );
         assert!(
@@ -170,6 +171,9 @@ mod tests {
             "{problems:?}"
         );
         let problems = resolve("[server.rate_limits]\nper_user = 1\n").unwrap_err();
-        assert!(problems[0].contains("unknown key `per_user`"), "{problems:?}");
+        assert!(
+            problems[0].contains("unknown key `per_user`"),
+            "{problems:?}"
+        );
     }
 }
