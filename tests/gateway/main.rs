@@ -5,6 +5,7 @@ mod conformance;
 mod dual_era;
 mod eras;
 mod everything;
+mod front_door;
 mod hostile;
 mod hostile_client;
 mod hsm;
