@@ -141,6 +141,7 @@ pub struct FrontDoor {
     per_client: Option<Limiter<LimitKey>>,
     // Most generous first, so a caller in several groups gets the best of them.
     groups: Vec<(String, Limiter<LimitKey>)>,
+    config: FrontLimits,
 }
 
 const KEY: &str = "server.rate_limits";
@@ -171,7 +172,13 @@ impl FrontDoor {
                 .as_ref()
                 .map(|client| Limiter::new(named("per_client"), client.default)),
             groups,
+            config: config.clone(),
         }
+    }
+
+    /// The `[server.rate_limits]` it counts.
+    pub fn config(&self) -> &FrontLimits {
+        &self.config
     }
 
     /// Counts one request of `caller`. The quotas are tried from the most specific to the

@@ -46,7 +46,7 @@ pub struct Relay {
     finished: bool,
     bridge: Bridge,
     // Written with the response; dropped unwritten (the client left): `cancelled`.
-    audit: Option<Pending>,
+    audit: Option<Box<Pending>>,
 }
 
 impl Relay {
@@ -74,7 +74,7 @@ impl Relay {
 
     /// Records the call in the audit trail once its response is known.
     pub fn audit(&mut self, pending: Pending) {
-        self.audit = Some(pending);
+        self.audit = Some(Box::new(pending));
     }
 
     /// The `requestState` under which a suspended call waits for the client's retry.

@@ -125,8 +125,8 @@ impl App {
         if self.limits != config.server.limits {
             tracing::warn!("[server.limits] changed: restart the gateway to apply");
         }
-        let front_door = config.server.rate_limits.as_ref().map(FrontDoor::new);
-        if self.front_door.is_some() != front_door.is_some()
+        let counted = self.front_door.as_ref().map(FrontDoor::config);
+        if counted != config.server.rate_limits.as_ref()
             || self.client_ip != config.server.client_ip
         {
             tracing::warn!(

@@ -138,6 +138,7 @@ impl Call {
 pub struct Audit {
     sink: Sink,
     include_arguments: bool,
+    config: config::Audit,
 }
 
 impl std::fmt::Debug for Audit {
@@ -167,7 +168,13 @@ impl Audit {
         Ok(Self {
             sink: Sink::open(config.file.as_deref(), journal, counters)?,
             include_arguments: config.include_arguments,
+            config: config.clone(),
         })
+    }
+
+    /// The `[audit]` it was opened with.
+    pub fn config(&self) -> &config::Audit {
+        &self.config
     }
 
     /// Starts the record of a call by `caller` in `session`; it is written when the returned
