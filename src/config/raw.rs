@@ -81,11 +81,11 @@ pub(crate) struct RawFrontLimits {
     pub per_client: Option<RawClientQuota>,
 }
 
-/// `{ limit, interval }`.
+/// `{ limit, interval }` (also `tools.NAME` in `[mcp.servers.NAME.rate_limits]`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a table with `limit` and `interval`")]
 pub(crate) struct RawQuota {
-    /// Requests per interval; required.
+    /// Requests (calls) per interval; required.
     pub limit: Spanned<u32>,
     /// Required.
     pub interval: Spanned<RawDuration>,
@@ -365,17 +365,7 @@ pub(crate) struct RawRateLimits {
     /// Required.
     pub interval: Spanned<RawDuration>,
     /// Per-tool overrides; default none.
-    pub tools: Option<BTreeMap<String, RawToolLimit>>,
-}
-
-/// `tools.NAME` in `[rate_limits]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a table")]
-pub(crate) struct RawToolLimit {
-    /// Calls per interval; required.
-    pub limit: Spanned<u32>,
-    /// Required.
-    pub interval: Spanned<RawDuration>,
+    pub tools: Option<BTreeMap<String, RawQuota>>,
 }
 
 /// A duration written as "30s", "2m", "1h 30m" (humantime) or as an integer number of seconds.

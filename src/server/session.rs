@@ -477,38 +477,23 @@ mod tests {
             ..ServerLimits::default()
         };
         let sessions = Sessions::new(&limits);
+        let create = |owner: &Principal| sessions.create("2025-11-25", &json!({}), owner.clone());
         let alice = Principal::Certificate("CN=alice".into());
-        let first = sessions
-            .create("2025-11-25", &json!({}), alice.clone())
-            .unwrap();
-        sessions
-            .create("2025-11-25", &json!({}), alice.clone())
-            .unwrap();
+        let first = create(&alice).unwrap();
+        create(&alice).unwrap();
         assert!(matches!(
-            sessions.create("2025-11-25", &json!({}), alice.clone()),
+            create(&alice),
             Err(Refused::TooManyForIdentity { max: 2, .. })
         ));
-        for _ in 0..2 {
-            sessions
-                .create("2025-11-25", &json!({}), Principal::Anonymous)
-                .unwrap();
-        }
+        create(&Principal::Anonymous).unwrap();
+        create(&Principal::Anonymous).unwrap();
         assert_eq!(
-            sessions
-                .create("2025-11-25", &json!({}), Principal::Anonymous)
-                .err(),
+            create(&Principal::Anonymous).err(),
             Some(Refused::Full { max: 4 })
         );
         assert!(sessions.remove(&first.id, &alice));
-        sessions
-            .create("2025-11-25", &json!({}), Principal::Anonymous)
-            .unwrap();
-        assert_eq!(
-            sessions
-                .create("2025-11-25", &json!({}), alice.clone())
-                .err(),
-            Some(Refused::Full { max: 4 }),
-        );
+        create(&Principal::Anonymous).unwrap();
+        assert_eq!(create(&alice).err(), Some(Refused::Full { max: 4 }));
         assert_eq!(
             *sessions.owned.get(&alice).unwrap(),
             1,
