@@ -207,3 +207,82 @@ async fn arguments_on_request_are_recorded_redacted_also_through_execute() {
     assert_no_secrets(&file);
     gateway.stop().await;
 }
+
+/// Prompts and resources get records too; a call the client cancels is `cancelled`, one the
+/// downstream does not answer in time `timeout`, each recorded when that is known.
+#[tokio::test(flavor = "multi_thread")]
+async fn prompts_resources_cancelled_and_timed_out_calls_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let toml = format!(
+        "[audit]\nenabled = true\nfile = \"{}\"\njournal = false\n\
+         [mcp]\ntools = \"direct\"\nprefix = \"when-needed\"\n\
+         [mcp.servers.fx]\ncmd = {}\ncall_timeout = \"1s\"\n",
+        file.display(),
+        fixture_stdio_cmd(&[])
+    );
+    let gateway = Gateway::start(&toml, 1).await;
+    let session = RawSession::open(&gateway.url).await;
+    let prompt = session
+        .request(
+            "prompts/get",
+            json!({"name": "greet", "arguments": {"name": "Ada"}}),
+        )
+        .await;
+    assert!(prompt.get("result").is_some(), "{prompt}");
+    let resource = session
+        .request("resources/read", json!({"uri": "fixture://static/hello"}))
+        .await;
+    assert!(resource.get("result").is_some(), "{resource}");
+    let sleeper = RawSession {
+        url: session.url.clone(),
+        id: session.id.clone(),
+    };
+    let call = tokio::spawn(async move { sleeper.call(4, "sleep", json!({"ms": 60_000})).await });
+    wait_for("the sleep call is in flight", || async {
+        let running = session.call_text("inflight_max", json!({})).await;
+        (running != "0").then_some(())
+    })
+    .await;
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 4, "reason": "test"}});
+    let (status, ..) = session.post(&cancel).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let cancelled = call.await.unwrap();
+    assert_eq!(cancelled["error"]["code"], -32800, "{cancelled}");
+    let timed_out = session.call(5, "sleep", json!({"ms": 5000})).await;
+    assert_eq!(timed_out["error"]["code"], -32001, "{timed_out}");
+
+    // The timeout is the last record queued (inflight_max may have been called more than once).
+    wait_for("the timeout's record", || async {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        text.contains("\"outcome\":\"timeout\"").then_some(())
+    })
+    .await;
+    let records = records(&file, 5).await;
+    let find = |method: &str, outcome: &str| {
+        records
+            .iter()
+            .find(|record| record["method"] == method && record["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {method} {outcome} in {records:#?}"))
+    };
+    let prompt = find("prompts/get", "ok");
+    assert_eq!(
+        (&prompt["server"], &prompt["name"]),
+        (&json!("fx"), &json!("greet"))
+    );
+    let bytes = serde_json::to_vec(&json!({"name": "Ada"})).unwrap().len();
+    assert_eq!(prompt["argument_bytes"], bytes, "{prompt}");
+    let resource = find("resources/read", "ok");
+    assert_eq!(resource["name"], "fixture://static/hello", "{resource}");
+    assert_eq!(resource["argument_bytes"], 0, "{resource}");
+    let timeout = find("tools/call", "timeout");
+    assert!(
+        timeout["duration_ms"].as_u64().unwrap() >= 1000,
+        "{timeout}"
+    );
+    let cancelled = find("tools/call", "cancelled");
+    assert_eq!(cancelled["name"], "sleep", "{cancelled}");
+    assert_eq!(cancelled["session"], session.id, "{cancelled}");
+    gateway.stop().await;
+}
