@@ -75,8 +75,9 @@ async fn a_flood_of_forwarded_addresses_keeps_memory_bounded() {
     println!(
         "per_ip flood: {ADDRESSES} addresses in {elapsed:?}: RSS {before} KiB before, {after} KiB after, peak {peak} KiB"
     );
-    // Measured: +2 MiB with forgetting, +14 MiB without (every address kept).
-    let ceiling = before + 6 * 1024;
+    // Measured (debug build): peak +2 to 4 MiB with forgetting, +29 MiB without (every
+    // address kept).
+    let ceiling = before + 12 * 1024;
     assert!(
         peak < ceiling,
         "peak RSS {peak} KiB, more than {ceiling} KiB"
