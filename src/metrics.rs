@@ -201,7 +201,7 @@ impl Metrics {
             out,
             "nexus_audit_records_total",
             "counter",
-            "Audit records written, by outcome",
+            "Audit records queued for writing, by outcome",
         );
         for (outcome, count) in records {
             let _ = writeln!(
