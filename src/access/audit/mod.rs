@@ -192,6 +192,7 @@ impl Audit {
             call,
             time: SystemTime::now(),
             started: Instant::now(),
+            denied: false,
             written: false,
         }
     }
@@ -266,6 +267,7 @@ pub struct Pending {
     call: Call,
     time: SystemTime,
     started: Instant,
+    denied: bool,
     written: bool,
 }
 
@@ -275,7 +277,13 @@ impl Pending {
         &mut self.call
     }
 
-    /// Writes the record with `outcome`.
+    /// Marks the call as refused by the access policy: however it is answered (as for a name
+    /// that does not exist), the record says `denied`.
+    pub fn deny(&mut self) {
+        self.denied = true;
+    }
+
+    /// Writes the record with `outcome` (`denied` after [`Pending::deny`]).
     pub fn finish(mut self, outcome: Outcome) {
         self.write(outcome);
     }
@@ -286,6 +294,11 @@ impl Pending {
     }
 
     fn write(&mut self, outcome: Outcome) {
+        let outcome = if self.denied {
+            Outcome::Denied
+        } else {
+            outcome
+        };
         self.written = true;
         let elapsed = self.started.elapsed().as_millis();
         let record = self.audit.record(
@@ -358,5 +371,87 @@ mod tests {
             Outcome::Timeout
         );
         assert_eq!(Outcome::LABELS.len(), 7);
+    }
+
+    fn trail(dir: &std::path::Path, include_arguments: bool) -> Arc<Audit> {
+        let config = config::Audit {
+            file: Some(dir.join("audit.jsonl")),
+            journal: false,
+            include_arguments,
+        };
+        Arc::new(Audit::open(&config, Arc::default()).unwrap())
+    }
+
+    fn lines(dir: &std::path::Path, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
+            if text.lines().count() >= count {
+                return text
+                    .lines()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{count} records not written: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn denials_dropped_calls_and_identities_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = trail(dir.path(), true);
+        let mut caller = Caller::anonymous("192.0.2.1".parse().unwrap());
+        caller.principal = Principal::Token {
+            issuer: "https://issuer.example".into(),
+            subject: "alice".into(),
+        };
+        caller.client_id = Some("app-1".into());
+        caller.groups = vec!["premium".into()];
+        let caller = Arc::new(caller);
+        let session: Arc<str> = "s-1".into();
+        let params = json!({"name": "files__read", "arguments": {"path": "/x", "token": "t0p"}});
+        let mut pending = audit.begin(
+            &caller,
+            Some(&session),
+            Call::of("tools/call", Some(&params)),
+        );
+        pending.deny();
+        pending.answered(&json!({"id": 1, "error": {"code": -32602, "message": "Unknown tool"}}));
+        drop(audit.begin(
+            &caller,
+            None,
+            Call::of("resources/read", Some(&json!({"uri": "f://a"}))),
+        ));
+        audit.denied(
+            &caller,
+            None,
+            Call::of("prompts/get", Some(&json!({"name": "p"}))),
+        );
+        let records = lines(dir.path(), 3);
+        assert_eq!(records[0]["outcome"], "denied");
+        assert_eq!(records[0]["code"], Value::Null);
+        assert_eq!(records[0]["session"], "s-1");
+        assert_eq!(
+            records[0]["arguments"],
+            json!({"path": "/x", "token": REDACTED})
+        );
+        assert_eq!(
+            records[0]["identity"],
+            json!({"kind": "token", "subject": "alice", "issuer": "https://issuer.example",
+                "client_id": "app-1", "groups": ["premium"], "certificate": null})
+        );
+        assert_eq!(
+            records[1]["outcome"], "cancelled",
+            "a call dropped unanswered"
+        );
+        assert_eq!(records[1]["name"], "f://a");
+        assert_eq!(
+            (&records[2]["method"], &records[2]["outcome"]),
+            (&json!("prompts/get"), &json!("denied"))
+        );
     }
 }
