@@ -5,6 +5,7 @@
 //! server does not hide the problems of another. Cross-key rules and file checks follow, each
 //! recorded as a problem with the key's position.
 
+mod browser;
 mod downstream;
 mod files;
 mod limits;
@@ -51,7 +52,8 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
         pkcs11: Pkcs11Defaults::default(),
     };
-    let config = cx.document(doc, path);
+    let mut config = cx.document(doc, path);
+    config.warnings = cx.problems.take_warnings();
     cx.problems.finish(config)
 }
 
@@ -129,6 +131,7 @@ impl Cx<'_> {
             server: self.server(server),
             pkcs11: self.pkcs11.clone(),
             mcp: self.mcp(mcp),
+            warnings: Vec::new(),
         }
     }
 
