@@ -52,7 +52,8 @@ impl Cx<'_> {
         };
         if cors.allow_origins == AnyOr::List(Vec::new()) {
             let message = "[server.cors] allows no origin, so no web page gets cross-origin access";
-            let fix = "set allow_origins, e.g. [\"https://app.example.com\"], or remove [server.cors]";
+            let fix =
+                "set allow_origins, e.g. [\"https://app.example.com\"], or remove [server.cors]";
             self.problems
                 .warn(table, "server.cors", message.to_string(), fix);
         }
@@ -127,7 +128,8 @@ impl Cx<'_> {
                         let message = format!(
                             "a page may send `{name}` without a CORS preflight, so its presence does not show the request came from an allowed page"
                         );
-                        let fix = "use a header of your own, such as the default X-Nexus-CSRF-Protection";
+                        let fix =
+                            "use a header of your own, such as the default X-Nexus-CSRF-Protection";
                         self.problems.warn(written.span(), key, message, fix);
                     }
                     name
@@ -175,8 +177,7 @@ fn origin(text: &str) -> Result<OriginPattern, (String, &'static str)> {
     let lowered = text.trim().to_ascii_lowercase();
     let (scheme, rest) = lowered.split_once("://").ok_or_else(invalid)?;
     let scheme_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
-    if !scheme.starts_with(|c: char| c.is_ascii_alphabetic()) || !scheme.chars().all(scheme_char)
-    {
+    if !scheme.starts_with(|c: char| c.is_ascii_alphabetic()) || !scheme.chars().all(scheme_char) {
         return Err(invalid());
     }
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -285,7 +286,8 @@ mod tests {
 
     #[test]
     fn stars_mean_any_and_absent_keys_their_defaults() {
-        let config = resolve("[server.cors]\nallow_origins = \"*\"\nallow_methods = \"*\"\n").unwrap();
+        let config =
+            resolve("[server.cors]\nallow_origins = \"*\"\nallow_methods = \"*\"\n").unwrap();
         let cors = config.server.cors.unwrap();
         assert_eq!(cors.allow_origins, AnyOr::Any);
         assert_eq!(cors.allow_methods, Some(AnyOr::Any));
