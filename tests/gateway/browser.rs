@@ -19,6 +19,16 @@ fn config(extra: &str) -> String {
     )
 }
 
+/// POSTs `initialize` to `url` with `headers`.
+async fn post_initialize(url: &str, headers: HeaderMap) -> (StatusCode, HeaderMap, bytes::Bytes) {
+    raw(Method::POST, url, headers, Some(&initialize())).await
+}
+
+/// `[server.cors]` granting `origins` (a TOML value).
+fn granting(origins: &str) -> String {
+    format!("[server.cors]\nallow_origins = {origins}\n")
+}
+
 fn initialize() -> Value {
     json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "page", "version": "1"}}})
@@ -114,10 +124,7 @@ async fn a_preflight_from_an_allowed_origin_gets_the_grant_on_any_route() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_preflight_from_another_origin_gets_no_grant() {
-    let gateway = Serving::start(&config(&format!(
-        "[server.cors]\nallow_origins = [\"{APP}\"]\n"
-    )))
-    .await;
+    let gateway = Serving::start(&config(&granting(&format!("[\"{APP}\"]")))).await;
     // A foreign origin: the guard refuses it before anything else, as without CORS.
     let headers = preflight_headers("https://evil.example", "content-type");
     let (status, headers, body) = raw(Method::OPTIONS, &gateway.url(), headers, None).await;
@@ -144,8 +151,7 @@ async fn a_preflight_from_another_origin_gets_no_grant() {
     }
     // And its POST is answered, without a grant the browser would let it read.
     let headers = page_headers("http://localhost:5173", None);
-    let (status, headers, _) =
-        raw(Method::POST, &gateway.url(), headers, Some(&initialize())).await;
+    let (status, headers, _) = post_initialize(&gateway.url(), headers).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!headers.contains_key("access-control-allow-origin"));
     assert_lists(&headers, "vary", &["origin"]);
@@ -154,17 +160,8 @@ async fn a_preflight_from_another_origin_gets_no_grant() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_allowed_page_reads_the_session_id_errors_and_the_stream() {
-    let gateway = Serving::start(&config(&format!(
-        "[server.cors]\nallow_origins = \"{APP}\"\n"
-    )))
-    .await;
-    let (status, headers, body) = raw(
-        Method::POST,
-        &gateway.url(),
-        page_headers(APP, None),
-        Some(&initialize()),
-    )
-    .await;
+    let gateway = Serving::start(&config(&granting(&format!("\"{APP}\"")))).await;
+    let (status, headers, body) = post_initialize(&gateway.url(), page_headers(APP, None)).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(headers["access-control-allow-origin"], APP);
     assert!(!headers.contains_key("access-control-allow-credentials"));
@@ -221,13 +218,7 @@ async fn with_csrf_on_a_state_changing_request_needs_the_header() {
         "[server.cors]\nallow_origins = [\"{APP}\"]\nallow_headers = [\"X-Trace\"]\n[server.csrf]\nenabled = true\n"
     );
     let gateway = Serving::start(&config(&extra)).await;
-    let (status, headers, body) = raw(
-        Method::POST,
-        &gateway.url(),
-        page_headers(APP, None),
-        Some(&initialize()),
-    )
-    .await;
+    let (status, headers, body) = post_initialize(&gateway.url(), page_headers(APP, None)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let refused = message(&body);
     assert!(
@@ -241,13 +232,7 @@ async fn with_csrf_on_a_state_changing_request_needs_the_header() {
 
     let mut with = page_headers(APP, None);
     with.insert("x-nexus-csrf-protection", HeaderValue::from_static("1"));
-    let (status, headers, _) = raw(
-        Method::POST,
-        &gateway.url(),
-        with.clone(),
-        Some(&initialize()),
-    )
-    .await;
+    let (status, headers, _) = post_initialize(&gateway.url(), with).await;
     assert_eq!(status, StatusCode::OK);
     let session = headers["mcp-session-id"].to_str().unwrap().to_owned();
 
@@ -288,13 +273,7 @@ async fn with_csrf_on_a_state_changing_request_needs_the_header() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_the_tables_nothing_changes() {
     let gateway = Serving::start(&config("")).await;
-    let (status, headers, _) = raw(
-        Method::POST,
-        &gateway.url(),
-        mcp_headers(None),
-        Some(&initialize()),
-    )
-    .await;
+    let (status, headers, _) = post_initialize(&gateway.url(), mcp_headers(None)).await;
     assert_eq!(status, StatusCode::OK, "no CSRF header needed");
     assert!(!headers.contains_key("vary") && !headers.contains_key("access-control-allow-origin"));
     let preflight = preflight_headers("http://localhost:5173", "content-type");
@@ -334,30 +313,16 @@ async fn star_mirrors_the_request_and_private_network_is_answered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_applies_new_origins_to_cors_and_the_guard() {
     let gateway = Gateway::start(&config(""), 1).await;
-    let (status, ..) = raw(
-        Method::POST,
-        &gateway.url,
-        page_headers(APP, None),
-        Some(&initialize()),
-    )
-    .await;
+    let (status, ..) = post_initialize(&gateway.url, page_headers(APP, None)).await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
         "the guard refuses a foreign page"
     );
     gateway
-        .reload(&config(
-            "[server.cors]\nallow_origins = [\"http://*.example:3000\"]\n",
-        ))
+        .reload(&config(&granting("[\"http://*.example:3000\"]")))
         .await;
-    let (status, headers, _) = raw(
-        Method::POST,
-        &gateway.url,
-        page_headers(APP, None),
-        Some(&initialize()),
-    )
-    .await;
+    let (status, headers, _) = post_initialize(&gateway.url, page_headers(APP, None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["access-control-allow-origin"], APP);
     gateway.stop().await;
