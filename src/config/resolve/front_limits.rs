@@ -12,7 +12,9 @@ const KEY: &str = "server.rate_limits";
 impl Cx<'_> {
     /// `None` when rate limiting is off (`enabled` is false by default, as in Nexus) or no
     /// quota is set.
-    pub(super) fn front_limits(&mut self, raw: RawFrontLimits) -> Option<FrontLimits> {
+    pub(super) fn front_limits(&mut self, raw: Spanned<RawFrontLimits>) -> Option<FrontLimits> {
+        let table = raw.span();
+        let raw = raw.into_inner();
         if let Some(storage) = &raw.storage {
             self.storage(storage);
         }
@@ -35,7 +37,13 @@ impl Cx<'_> {
             }),
         };
         let any = limits != FrontLimits::default();
-        (raw.enabled.unwrap_or(false) && any).then_some(limits)
+        let enabled = raw.enabled.unwrap_or(false);
+        if any && !enabled && raw.enabled.is_none() {
+            let message = "quotas are set, but `enabled` is false (the default, as in Nexus), so no request is limited".to_string();
+            let fix = "add `enabled = true`, or `enabled = false` to say it is meant";
+            self.problems.warn(table, KEY, message, fix);
+        }
+        (enabled && any).then_some(limits)
     }
 
     fn storage(&mut self, storage: &Spanned<RawStorage>) {
@@ -144,9 +152,24 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_off_unless_enabled_as_in_nexus() {
+    fn limits_are_off_unless_enabled_as_in_nexus_with_a_warning() {
         let text = "[server.rate_limits]\nglobal = { limit = 1, interval = \"1s\" }\n";
-        assert_eq!(resolve(text).unwrap().rate_limits, None);
+        let file = Path::new("/nonexistent/n.toml");
+        let config = super::super::resolve(text, file, &|_| None).unwrap();
+        assert_eq!(config.server.rate_limits, None);
+        let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("server.rate_limits: quotas are set, but `enabled` is false"),
+            "{warnings:?}"
+        );
+        let text =
+            "[server.rate_limits]\nenabled = false\nglobal = { limit = 1, interval = \"1s\" }\n";
+        let config = super::super::resolve(text, file, &|_| None).unwrap();
+        assert!(
+            config.warnings.is_empty(),
+            "an explicit `enabled = false` is meant"
+        );
         assert_eq!(resolve("").unwrap().client_ip, ClientIp::default());
     }
 

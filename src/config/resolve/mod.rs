@@ -6,6 +6,7 @@
 //! recorded as a problem with the key's position.
 
 mod audit;
+mod browser;
 mod downstream;
 mod files;
 mod front_limits;
@@ -53,7 +54,8 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
         pkcs11: Pkcs11Defaults::default(),
     };
-    let config = cx.document(doc, path);
+    let mut config = cx.document(doc, path);
+    config.warnings = cx.problems.take_warnings();
     cx.problems.finish(config)
 }
 
@@ -135,6 +137,7 @@ impl Cx<'_> {
             pkcs11: self.pkcs11.clone(),
             mcp: self.mcp(mcp),
             audit: self.audit(audit),
+            warnings: Vec::new(),
         }
     }
 

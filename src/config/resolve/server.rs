@@ -37,6 +37,8 @@ impl Cx<'_> {
             limits: self.server_limits(raw.limits.unwrap_or_default()),
             rate_limits: raw.rate_limits.and_then(|raw| self.front_limits(raw)),
             client_ip: self.client_ip(raw.client_ip.unwrap_or_default()),
+            cors: raw.cors.map(|cors| self.cors(cors)),
+            csrf: self.csrf(raw.csrf),
         }
     }
 
