@@ -113,6 +113,8 @@ pub struct Call {
     pub via: Option<&'static str>,
     /// `arguments` of a tool call or prompt.
     pub arguments: Option<Value>,
+    /// The key of the quota that refused it, if one did.
+    pub limit: Option<String>,
 }
 
 impl Call {
@@ -130,6 +132,7 @@ impl Call {
             server: None,
             via: None,
             arguments: param("arguments").cloned(),
+            limit: None,
         }
     }
 }
@@ -210,9 +213,9 @@ impl Audit {
             server: None,
             via: None,
             arguments: None,
+            limit: Some(refusal.limit.clone()),
         };
-        let mut record = self.record(caller, None, &call, SystemTime::now(), 0, Outcome::Limited);
-        record["limit"] = Value::from(refusal.limit.clone());
+        let record = self.record(caller, None, &call, SystemTime::now(), 0, Outcome::Limited);
         self.write(record, Outcome::Limited);
     }
 
@@ -239,6 +242,7 @@ impl Audit {
             "via": call.via,
             "outcome": outcome.label(),
             "code": match outcome { Outcome::Error { code } => Some(code), _ => None },
+            "limit": call.limit,
             "duration_ms": duration_ms as u64,
             "argument_bytes": argument_bytes,
         });
