@@ -75,9 +75,9 @@ async fn a_flood_of_forwarded_addresses_keeps_memory_bounded() {
     println!(
         "per_ip flood: {ADDRESSES} addresses in {elapsed:?}: RSS {before} KiB before, {after} KiB after, peak {peak} KiB"
     );
-    // Measured (debug build): peak +2 to 4 MiB with forgetting, +29 MiB without (every
-    // address kept).
-    let ceiling = before + 12 * 1024;
+    // Measured (debug build, 25-45 s floods): peak +2 to 8 MiB with forgetting (the faster the
+    // flood, the more addresses fall within one interval), +29 MiB without (every address kept).
+    let ceiling = before + 16 * 1024;
     assert!(
         peak < ceiling,
         "peak RSS {peak} KiB, more than {ceiling} KiB"
