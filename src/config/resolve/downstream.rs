@@ -323,7 +323,7 @@ impl Cx<'_> {
             RawAuth {
                 token: None,
                 kind: Some(RawAuthKind::Forward),
-            } => return Some(Auth::Forward),
+            } => return Some(self.forward(span, key)),
             RawAuth {
                 token: Some(_),
                 kind: Some(_),

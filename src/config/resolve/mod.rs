@@ -8,6 +8,7 @@
 mod downstream;
 mod files;
 mod limits;
+mod oauth;
 mod server;
 mod tls;
 
@@ -50,8 +51,10 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         credentials,
         unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
         pkcs11: Pkcs11Defaults::default(),
+        oauth: false,
     };
-    let config = cx.document(doc, path);
+    let mut config = cx.document(doc, path);
+    config.warnings = cx.problems.take_warnings();
     cx.problems.finish(config)
 }
 
@@ -105,6 +108,8 @@ pub(crate) struct Cx<'a> {
     unchecked_credentials: bool,
     /// `[pkcs11]`, resolved first: every `pkcs11:` key and certificate carries it.
     pkcs11: Pkcs11Defaults,
+    /// Whether `[server.oauth]` is set (resolved before `[mcp]`): `auth.type = "forward"` needs it.
+    oauth: bool,
 }
 
 impl Cx<'_> {
@@ -129,6 +134,7 @@ impl Cx<'_> {
             server: self.server(server),
             pkcs11: self.pkcs11.clone(),
             mcp: self.mcp(mcp),
+            warnings: Vec::new(),
         }
     }
 

@@ -35,6 +35,7 @@ impl Cx<'_> {
             allowed_hosts: raw.allowed_hosts.unwrap_or_default(),
             allowed_origins: raw.allowed_origins.unwrap_or_default(),
             limits: self.server_limits(raw.limits.unwrap_or_default()),
+            oauth: raw.oauth.and_then(|oauth| self.oauth(oauth)),
         }
     }
 
