@@ -6,6 +6,8 @@
 
 mod caller;
 pub mod challenge;
+pub mod jwk;
+pub mod jwt;
 
 pub use caller::{Caller, Principal};
 pub use challenge::Challenge;

@@ -176,7 +176,8 @@ impl Cx<'_> {
                 "{} re-reads the JWKS too often",
                 humantime::format_duration(interval)
             );
-            let fix = "use at least \"10s\" (an unknown `kid` triggers a re-read anyway), e.g. \"5m\"";
+            let fix =
+                "use at least \"10s\" (an unknown `kid` triggers a re-read anyway), e.g. \"5m\"";
             self.problems
                 .push(value.span(), "server.oauth.poll_interval", message, fix);
         }
@@ -246,7 +247,11 @@ mod tests {
         let oauth = config.server.oauth.unwrap();
         assert_eq!(
             oauth.jwks,
-            JwksSource::Url("https://auth.example.com/.well-known/jwks.json".parse().unwrap())
+            JwksSource::Url(
+                "https://auth.example.com/.well-known/jwks.json"
+                    .parse()
+                    .unwrap()
+            )
         );
         assert_eq!(oauth.poll_interval.as_secs(), 300);
         assert_eq!(
@@ -283,8 +288,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            resolve("[server.oauth]\nurl = \"https://as/jwks\"\nexpected_issuer = \"https://as\"\n")
-                .unwrap_err(),
+            resolve(
+                "[server.oauth]\nurl = \"https://as/jwks\"\nexpected_issuer = \"https://as\"\n"
+            )
+            .unwrap_err(),
             [
                 "1:1: server.oauth: neither `expected_audience` nor `protected_resource.resource` is set, \
                  so a token issued for any other service would be accepted; set \
