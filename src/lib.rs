@@ -63,6 +63,9 @@ impl Nexus {
     /// Loads all TLS material (failing on bad material, before anything is served) and starts
     /// connecting to the downstreams in the background.
     pub fn start(config: &config::Config) -> Result<Self, StartError> {
+        for warning in &config.warnings {
+            tracing::warn!(%warning, "configuration");
+        }
         let metrics = Arc::new(metrics::Metrics::default());
         let acceptor = config
             .server
@@ -71,8 +74,19 @@ impl Nexus {
             .map(tls::server::handle)
             .transpose()
             .map_err(StartError::ServerTls)?;
+        let bearer = config
+            .server
+            .oauth
+            .as_ref()
+            .map(|oauth| {
+                let https = config.server.tls.is_some();
+                access::Bearer::start(oauth, &config.mcp.path, https, metrics.clone())
+                    .map(Arc::new)
+            })
+            .transpose()
+            .map_err(StartError::OauthTls)?;
         let gateway = Gateway::start(&config.mcp, metrics)?;
-        let app = server::App::new(config, gateway.clone(), acceptor);
+        let app = server::App::new(config, gateway.clone(), acceptor, bearer);
         Ok(Self {
             gateway,
             app,

@@ -44,6 +44,9 @@ fn check(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     // Hidden credentials may hold the passwords and PINs the material needs (see
     // `check_without_credentials`); the gateway checks it again when it reloads.
     let refused = if unchecked {

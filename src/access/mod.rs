@@ -4,10 +4,14 @@
 //! endpoint; the gateway layer reads it (policy, per-caller limits, audit) through
 //! [`RequestContext`](crate::gateway::RequestContext).
 
+pub mod bearer;
 mod caller;
 pub mod challenge;
 pub mod jwk;
+pub mod jwks;
 pub mod jwt;
 
 pub use caller::{Caller, Principal};
+pub use bearer::{Bearer, Refusal};
 pub use challenge::Challenge;
+pub use jwt::VerifiedToken;

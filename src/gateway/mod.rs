@@ -100,6 +100,9 @@ pub enum StartError {
     /// The gateway's own `[server.tls]` could not be loaded.
     #[error("[server.tls]: {0}")]
     ServerTls(crate::tls::Error),
+    /// `[server.oauth.tls]` (for fetching the signing keys) could not be loaded.
+    #[error("[server.oauth.tls]: {0}")]
+    OauthTls(crate::tls::Error),
 }
 
 /// The outcome of reloading one downstream's TLS material.

@@ -3,6 +3,7 @@
 //! never in the accept loop.
 
 mod answer;
+mod bearer;
 mod body;
 mod connection;
 mod endpoint;
@@ -52,6 +53,8 @@ pub struct App {
     // Swapped on reload; whether HTTPS is on at all is fixed at start (it is the listener's
     // protocol).
     tls: Option<AcceptorHandle>,
+    /// `[server.oauth]`, fixed at start: every MCP request needs a valid bearer token.
+    bearer: Option<Arc<crate::access::Bearer>>,
 }
 
 /// The verified subject of the client's certificate (mutual TLS).
@@ -71,6 +74,7 @@ impl App {
         config: &config::Config,
         gateway: Arc<Gateway>,
         acceptor: Option<AcceptorHandle>,
+        bearer: Option<Arc<crate::access::Bearer>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             gateway,
@@ -92,6 +96,7 @@ impl App {
             limits: config.server.limits,
             bodies: request_body::BodyBudget::new(&config.server.limits),
             tls: acceptor,
+            bearer,
         })
     }
 
@@ -112,6 +117,9 @@ impl App {
         }
         if self.limits != config.server.limits {
             tracing::warn!("[server.limits] changed: restart the gateway to apply");
+        }
+        if self.bearer.is_some() != config.server.oauth.is_some() {
+            tracing::warn!("[server.oauth] added or removed: restart the gateway to apply");
         }
     }
 
@@ -173,10 +181,23 @@ impl App {
         if self.metrics_path.as_deref() == Some(path) && request.method() == Method::GET {
             return Ok(body::text(self.gateway.metrics().render()));
         }
+        if let Some(bearer) = &self.bearer
+            && let Some(document) = bearer::metadata(bearer, &request)
+        {
+            return Ok(document);
+        }
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
         }
-        let caller = Arc::new(caller(&peer));
+        let caller = match &self.bearer {
+            None => caller(&peer),
+            Some(bearer) => match bearer::authenticate(bearer, &peer, &request).await {
+                // The verified claims are for `[server.client_identification]`.
+                Ok((caller, _claims)) => caller,
+                Err(refused) => return Ok(refused),
+            },
+        };
+        let caller = Arc::new(caller);
         let response = match *request.method() {
             Method::POST => endpoint::post(&self, request, caller).await,
             Method::GET => endpoint::get(&self, &request, &caller),
