@@ -80,8 +80,7 @@ impl Nexus {
             .as_ref()
             .map(|oauth| {
                 let https = config.server.tls.is_some();
-                access::Bearer::start(oauth, &config.mcp.path, https, metrics.clone())
-                    .map(Arc::new)
+                access::Bearer::start(oauth, &config.mcp.path, https, metrics.clone()).map(Arc::new)
             })
             .transpose()
             .map_err(StartError::OauthTls)?;

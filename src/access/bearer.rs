@@ -190,7 +190,10 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, String> {
         .map_err(|_| "the Authorization header is not visible ASCII".to_owned())?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err("the Authorization header is not a Bearer token: send Authorization: Bearer <token>".to_owned());
+        return Err(
+            "the Authorization header is not a Bearer token: send Authorization: Bearer <token>"
+                .to_owned(),
+        );
     }
     let token = token.trim_matches(' ');
     if token.is_empty() {
@@ -214,9 +217,16 @@ mod tests {
         headers.insert(AUTHORIZATION, HeaderValue::from_static("bEaReR abc"));
         assert_eq!(bearer_token(&headers), Ok("abc"));
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert!(bearer_token(&headers).unwrap_err().contains("not a Bearer token"));
+        assert!(
+            bearer_token(&headers)
+                .unwrap_err()
+                .contains("not a Bearer token")
+        );
         headers.insert(AUTHORIZATION, HeaderValue::from_static("Bearer "));
-        assert_eq!(bearer_token(&headers).unwrap_err(), "the Bearer token is empty");
+        assert_eq!(
+            bearer_token(&headers).unwrap_err(),
+            "the Bearer token is empty"
+        );
         headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer x"));
         assert_eq!(
             bearer_token(&headers).unwrap_err(),

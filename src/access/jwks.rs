@@ -72,7 +72,9 @@ pub enum FetchError {
         error: JwksError,
     },
     /// Neither discovery document gave a usable `jwks_uri`.
-    #[error("discovering the JWKS of issuer {issuer}: {reason}; set [server.oauth] url to the JWKS URL")]
+    #[error(
+        "discovering the JWKS of issuer {issuer}: {reason}; set [server.oauth] url to the JWKS URL"
+    )]
     Discovery {
         /// `expected_issuer`.
         issuer: Uri,
@@ -169,7 +171,10 @@ impl KeyStore {
                 poll
             } else {
                 let pause = backoff.next_delay();
-                tracing::info!(seconds = pause.as_secs_f32(), "retrying the OAuth signing keys");
+                tracing::info!(
+                    seconds = pause.as_secs_f32(),
+                    "retrying the OAuth signing keys"
+                );
                 pause
             };
             why = "poll_interval";
@@ -222,13 +227,12 @@ impl Fetcher {
             JwksSource::Url(url) => url.clone(),
             JwksSource::Discover(issuer) => self.jwks_uri(issuer).await?,
         };
-        let parsed = self
-            .get(&url)
-            .await
-            .and_then(|body| KeySet::parse(&body).map_err(|error| FetchError::Jwks {
+        let parsed = self.get(&url).await.and_then(|body| {
+            KeySet::parse(&body).map_err(|error| FetchError::Jwks {
                 url: url.clone(),
                 error,
-            }));
+            })
+        });
         if parsed.is_err() {
             *self.discovered.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
@@ -289,7 +293,10 @@ impl Fetcher {
                     status: response.status(),
                 });
             }
-            match Limited::new(response.into_body(), MAX_JWKS_BYTES).collect().await {
+            match Limited::new(response.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await
+            {
                 Ok(body) => Ok(body.to_bytes()),
                 Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                     Err(FetchError::TooLarge { url: url.clone() })
@@ -392,7 +399,10 @@ mod tests {
         let issuer: Uri = "https://as.example".parse().unwrap();
         let doc = |iss: &str, jwks: &str| format!(r#"{{"issuer":"{iss}","jwks_uri":"{jwks}"}}"#);
         assert_eq!(
-            jwks_uri_in(doc("https://as.example", "https://as.example/k").as_bytes(), &issuer),
+            jwks_uri_in(
+                doc("https://as.example", "https://as.example/k").as_bytes(),
+                &issuer
+            ),
             Ok("https://as.example/k".parse().unwrap())
         );
         assert_eq!(
@@ -400,8 +410,11 @@ mod tests {
             Err("it names issuer https://evil instead of https://as.example/".to_owned())
         );
         assert!(
-            jwks_uri_in(doc("https://as.example", "http://as.example/k").as_bytes(), &issuer)
-                .is_err()
+            jwks_uri_in(
+                doc("https://as.example", "http://as.example/k").as_bytes(),
+                &issuer
+            )
+            .is_err()
         );
     }
 }

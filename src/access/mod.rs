@@ -11,7 +11,7 @@ pub mod jwk;
 pub mod jwks;
 pub mod jwt;
 
-pub use caller::{Caller, Principal};
 pub use bearer::{Bearer, Refusal};
+pub use caller::{Caller, Principal};
 pub use challenge::Challenge;
 pub use jwt::VerifiedToken;

@@ -242,7 +242,7 @@ pub(crate) struct RawAuth {
     pub token: Option<SecretString>,
     /// "forward"; default none.
     #[serde(rename = "type")]
-    pub kind: Option<RawAuthKind>,
+    pub kind: Option<Spanned<RawAuthKind>>,
 }
 
 /// `type` in `[auth]`.

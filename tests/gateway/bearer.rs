@@ -41,19 +41,35 @@ struct Key {
 impl Key {
     fn rsa(kid: &str, alg: &'static str) -> Self {
         let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        Self { kid: kid.into(), alg, key }
+        Self {
+            kid: kid.into(),
+            alg,
+            key,
+        }
     }
 
     fn ec(kid: &str, alg: &'static str) -> Self {
-        let curve = if alg == "ES256" { Nid::X9_62_PRIME256V1 } else { Nid::SECP384R1 };
+        let curve = if alg == "ES256" {
+            Nid::X9_62_PRIME256V1
+        } else {
+            Nid::SECP384R1
+        };
         let group = EcGroup::from_curve_name(curve).unwrap();
         let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        Self { kid: kid.into(), alg, key }
+        Self {
+            kid: kid.into(),
+            alg,
+            key,
+        }
     }
 
     fn ed25519(kid: &str) -> Self {
         let key = PKey::generate_ed25519().unwrap();
-        Self { kid: kid.into(), alg: "EdDSA", key }
+        Self {
+            kid: kid.into(),
+            alg: "EdDSA",
+            key,
+        }
     }
 
     fn jwk(&self) -> Value {
@@ -69,11 +85,19 @@ impl Key {
                 let width = if self.alg == "ES256" { 65 } else { 97 };
                 let point = ec
                     .public_key()
-                    .to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut BigNumContext::new().unwrap())
+                    .to_bytes(
+                        ec.group(),
+                        PointConversionForm::UNCOMPRESSED,
+                        &mut BigNumContext::new().unwrap(),
+                    )
                     .unwrap();
                 assert_eq!(point.len(), width);
                 let half = (width - 1) / 2;
-                let crv = if self.alg == "ES256" { "P-256" } else { "P-384" };
+                let crv = if self.alg == "ES256" {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 json!({"kty": "EC", "kid": self.kid, "crv": crv,
                        "x": b64(&point[1..1 + half]), "y": b64(&point[1 + half..])})
             }
@@ -84,7 +108,10 @@ impl Key {
 
     /// A compact JWS of `claims` with this key.
     fn sign(&self, claims: &Value) -> String {
-        self.sign_with_header(&json!({"alg": self.alg, "kid": self.kid, "typ": "at+jwt"}), claims)
+        self.sign_with_header(
+            &json!({"alg": self.alg, "kid": self.kid, "typ": "at+jwt"}),
+            claims,
+        )
     }
 
     fn sign_with_header(&self, header: &Value, claims: &Value) -> String {
@@ -93,7 +120,10 @@ impl Key {
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(self.signature(input.as_bytes())))
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(self.signature(input.as_bytes()))
+        )
     }
 
     fn signature(&self, input: &[u8]) -> Vec<u8> {
@@ -109,7 +139,9 @@ impl Key {
         let mut signer = Signer::new(digest, &self.key).unwrap();
         if self.alg.starts_with("PS") {
             signer.set_rsa_padding(Padding::PKCS1_PSS).unwrap();
-            signer.set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH).unwrap();
+            signer
+                .set_rsa_pss_saltlen(RsaPssSaltlen::DIGEST_LENGTH)
+                .unwrap();
         }
         signer.update(input).unwrap();
         let signature = signer.sign_to_vec().unwrap();
@@ -126,7 +158,10 @@ impl Key {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Claims the test gateway accepts.
@@ -183,7 +218,12 @@ impl AuthServer {
                 seen.lock().unwrap().push(line);
             }
         });
-        Self { dir, port, requests, _child: child }
+        Self {
+            dir,
+            port,
+            requests,
+            _child: child,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -202,7 +242,12 @@ impl AuthServer {
     /// Requests for `path` so far.
     fn fetches(&self, path: &str) -> usize {
         let line = format!("GET {path}");
-        self.requests.lock().unwrap().iter().filter(|l| **l == line).count()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| **l == line)
+            .count()
     }
 }
 
@@ -252,7 +297,8 @@ fn with_token(token: Option<&str>, session: Option<&str>) -> HeaderMap {
 async fn initialize(url: &str, token: Option<&str>) -> (StatusCode, HeaderMap, Value) {
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let (status, headers, body) = raw(Method::POST, url, with_token(token, None), Some(&init)).await;
+    let (status, headers, body) =
+        raw(Method::POST, url, with_token(token, None), Some(&init)).await;
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     (status, headers, body)
 }
@@ -263,8 +309,13 @@ async fn tool_names(url: &str, token: &str) -> Vec<String> {
     assert_eq!(status, StatusCode::OK, "{body}");
     let session = headers["mcp-session-id"].to_str().unwrap().to_owned();
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-    let (status, _, body) =
-        raw(Method::POST, url, with_token(Some(token), Some(&session)), Some(&list)).await;
+    let (status, _, body) = raw(
+        Method::POST,
+        url,
+        with_token(Some(token), Some(&session)),
+        Some(&list),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     let body: Value = serde_json::from_slice(&body).unwrap();
     body["result"]["tools"]
@@ -290,7 +341,10 @@ async fn refusal(url: &str, token: Option<&str>) -> (StatusCode, String, String)
         .get("www-authenticate")
         .map(|value| value.to_str().unwrap().to_owned())
         .unwrap_or_default();
-    let message = body["error"]["message"].as_str().unwrap_or_default().to_owned();
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     (status, challenge, message)
 }
 
@@ -321,7 +375,11 @@ async fn good_tokens_of_every_key_type_reach_the_tools() {
     ready(&gateway.url, &keys[0].sign(&claims())).await;
     for key in &keys {
         let names = tool_names(&gateway.url, &key.sign(&claims())).await;
-        assert!(names.iter().any(|name| name.starts_with("fx__")), "{}: {names:?}", key.alg);
+        assert!(
+            names.iter().any(|name| name.starts_with("fx__")),
+            "{}: {names:?}",
+            key.alg
+        );
     }
     // Without a kid, the keys of the algorithm's type are tried.
     let no_kid = keys[3].sign_with_header(&json!({"alg": "ES256"}), &claims());
@@ -347,7 +405,10 @@ async fn bad_tokens_are_refused_with_the_invalid_token_challenge() {
         let hmac = PKey::hmac(&pem).unwrap();
         let mut signer = Signer::new(MessageDigest::sha256(), &hmac).unwrap();
         signer.update(input.as_bytes()).unwrap();
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signer.sign_to_vec().unwrap()))
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(signer.sign_to_vec().unwrap())
+        )
     };
     let none = format!(
         "{}.{}.",
@@ -362,7 +423,10 @@ async fn bad_tokens_are_refused_with_the_invalid_token_challenge() {
     };
     let stranger = Key::rsa("k1", "RS256").sign(&claims());
     let cases = [
-        (None, "no access token: send Authorization: Bearer <token>".to_owned()),
+        (
+            None,
+            "no access token: send Authorization: Bearer <token>".to_owned(),
+        ),
         (
             Some(key.sign(&claims_with("exp", json!(now() - 120)))),
             "the token expired 120 s ago".to_owned(),
@@ -379,9 +443,18 @@ async fn bad_tokens_are_refused_with_the_invalid_token_challenge() {
             Some(key.sign(&claims_with("iss", json!("https://evil.test")))),
             format!("the token was issued by another issuer than {ISSUER}"),
         ),
-        (Some(tampered), "the token's signature is not valid".to_owned()),
-        (Some(stranger), "the token's signature is not valid".to_owned()),
-        (Some(none), "unsigned tokens (alg none) are refused".to_owned()),
+        (
+            Some(tampered),
+            "the token's signature is not valid".to_owned(),
+        ),
+        (
+            Some(stranger),
+            "the token's signature is not valid".to_owned(),
+        ),
+        (
+            Some(none),
+            "unsigned tokens (alg none) are refused".to_owned(),
+        ),
         (
             Some(hs256),
             "HMAC-signed tokens (HS256) are refused: only public-key signatures are accepted"
@@ -411,9 +484,15 @@ async fn bad_tokens_are_refused_with_the_invalid_token_challenge() {
     }
     // GET and DELETE need the token as much as POST.
     for method in [Method::GET, Method::DELETE] {
-        let (status, headers, _) = raw(method.clone(), url, with_token(None, Some("x")), None).await;
+        let (status, headers, _) =
+            raw(method.clone(), url, with_token(None, Some("x")), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method}");
-        assert!(headers["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
     }
     // A token in the query string is refused, even a good one.
     let query = format!("{url}?access_token={}", key.sign(&claims()));
@@ -438,7 +517,11 @@ async fn a_rotated_key_is_fetched_once_and_unknown_kids_cannot_force_more_fetche
     let server = AuthServer::start(&pki, 0, &[&old]).await;
     let gateway = crate::support::Gateway::start(&url_config(&pki, &server), 1).await;
     ready(&gateway.url, &old.sign(&claims())).await;
-    assert!(!tool_names(&gateway.url, &old.sign(&claims())).await.is_empty());
+    assert!(
+        !tool_names(&gateway.url, &old.sign(&claims()))
+            .await
+            .is_empty()
+    );
     assert_eq!(server.fetches("/jwks.json"), 1);
     let new = Key::rsa("new", "PS256");
     server.publish(&[&old, &new]);
@@ -446,24 +529,49 @@ async fn a_rotated_key_is_fetched_once_and_unknown_kids_cannot_force_more_fetche
     tokio::time::sleep(Duration::from_secs(11)).await;
     let good = new.sign(&claims());
     let forged: Vec<String> = (0..40)
-        .map(|i| old.sign_with_header(&json!({"alg": "ES256", "kid": format!("nope-{i}")}), &claims()))
+        .map(|i| {
+            old.sign_with_header(
+                &json!({"alg": "ES256", "kid": format!("nope-{i}")}),
+                &claims(),
+            )
+        })
         .collect();
     let url = gateway.url.clone();
-    let attempts = forged.iter().cloned().map(Some).chain(std::iter::repeat_n(Some(good.clone()), 10));
+    let attempts = forged
+        .iter()
+        .cloned()
+        .map(Some)
+        .chain(std::iter::repeat_n(Some(good.clone()), 10));
     let outcomes = futures_util::future::join_all(attempts.map(|token| {
         let url = url.clone();
         async move { initialize(&url, token.as_deref()).await.0 }
     }))
     .await;
     let (refused, accepted) = outcomes.split_at(40);
-    assert!(refused.iter().all(|status| *status == StatusCode::UNAUTHORIZED), "{refused:?}");
-    assert!(accepted.iter().all(|status| *status == StatusCode::OK), "{accepted:?}");
-    assert_eq!(server.fetches("/jwks.json"), 2, "the misses share one fetch");
+    assert!(
+        refused
+            .iter()
+            .all(|status| *status == StatusCode::UNAUTHORIZED),
+        "{refused:?}"
+    );
+    assert!(
+        accepted.iter().all(|status| *status == StatusCode::OK),
+        "{accepted:?}"
+    );
+    assert_eq!(
+        server.fetches("/jwks.json"),
+        2,
+        "the misses share one fetch"
+    );
     // Right after that fetch, more unknown kids fetch nothing.
     for token in &forged[..10] {
         assert_eq!(refusal(&url, Some(token)).await.0, StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(server.fetches("/jwks.json"), 2, "refetches are rate-limited");
+    assert_eq!(
+        server.fetches("/jwks.json"),
+        2,
+        "refetches are rate-limited"
+    );
     assert!(!tool_names(&url, &good).await.is_empty());
     gateway.stop().await;
 }
@@ -473,7 +581,8 @@ async fn unreachable_keys_answer_503_until_they_can_be_fetched() {
     let pki = TestPki::generate();
     let key = Key::ed25519("k");
     let port = free_port().await;
-    let jwks = format!("url = \"https://127.0.0.1:{port}/jwks.json\"\nexpected_issuer = \"{ISSUER}\"");
+    let jwks =
+        format!("url = \"https://127.0.0.1:{port}/jwks.json\"\nexpected_issuer = \"{ISSUER}\"");
     let gateway = crate::support::Gateway::start(&config(&pki, &jwks), 1).await;
     let token = key.sign(&claims());
     let (status, headers, body) = initialize(&gateway.url, Some(&token)).await;
@@ -485,7 +594,10 @@ async fn unreachable_keys_answer_503_until_they_can_be_fetched() {
          keys, so it cannot verify access tokens; try again shortly"
     );
     // No token is still a 401: the client is told to get one.
-    assert_eq!(refusal(&gateway.url, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refusal(&gateway.url, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(gateway.health().await["status"], "healthy");
     let server = AuthServer::start(&pki, port, &[&key]).await;
     ready(&gateway.url, &token).await;
@@ -523,7 +635,10 @@ async fn the_issuer_metadata_names_the_keys_and_our_metadata_needs_no_token() {
         "bearer_methods_supported": ["header"],
         "scopes_supported": ["tools:call"],
     });
-    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
         let (status, _, body) = raw(
             Method::GET,
             &format!("{}{path}", gateway.base),
@@ -532,7 +647,11 @@ async fn the_issuer_metadata_names_the_keys_and_our_metadata_needs_no_token() {
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{path}");
-        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), expected, "{path}");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap(),
+            expected,
+            "{path}"
+        );
     }
     let (_, challenge, _) = refusal(&gateway.url, None).await;
     assert!(
@@ -556,10 +675,19 @@ async fn tokens_never_reach_the_log() {
     let unknown = Key::rsa("other", "RS256").sign(&claims());
     ready(&serving.url(), &good).await;
     for token in [&expired, &unknown] {
-        assert_eq!(refusal(&serving.url(), Some(token)).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            refusal(&serving.url(), Some(token)).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let query = format!("{}?access_token={good}", serving.url());
-    let (status, ..) = raw(Method::POST, &query, with_token(None, None), Some(&json!({}))).await;
+    let (status, ..) = raw(
+        Method::POST,
+        &query,
+        with_token(None, None),
+        Some(&json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let logs = serving.logs();
     serving.stop().await;

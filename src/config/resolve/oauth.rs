@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(
             resolve(text).unwrap_err(),
             [
-                "3:8: mcp.servers.a.auth: `type = \"forward\"` passes the client's Authorization header on, \
+                "3:17: mcp.servers.a.auth.type: `type = \"forward\"` passes the client's Authorization header on, \
                  but [server.oauth] is not set, so the gateway would forward tokens it never verified; add \
                  [server.oauth] (url or expected_issuer, and protected_resource) so only verified tokens \
                  are forwarded, or use `token = \"{{ env.NAME }}\"`"
