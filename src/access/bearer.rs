@@ -40,6 +40,8 @@ pub struct Bearer {
     scopes_supported: Vec<String>,
     mcp_path: String,
     scheme: &'static str,
+    /// The table this was built from, for telling a reload that changes it.
+    configured: Oauth,
     maintain: JoinHandle<()>,
 }
 
@@ -73,8 +75,14 @@ impl Bearer {
             scopes_supported: oauth.scopes_supported.clone(),
             mcp_path: mcp_path.to_owned(),
             scheme: if https { "https" } else { "http" },
+            configured: oauth.clone(),
             maintain,
         })
+    }
+
+    /// Whether this verifier was built from exactly `oauth`.
+    pub fn is_built_from(&self, oauth: &Oauth) -> bool {
+        self.configured == *oauth
     }
 
     /// The verified token of a request to the MCP endpoint.

@@ -118,8 +118,12 @@ impl App {
         if self.limits != config.server.limits {
             tracing::warn!("[server.limits] changed: restart the gateway to apply");
         }
-        if self.bearer.is_some() != config.server.oauth.is_some() {
-            tracing::warn!("[server.oauth] added or removed: restart the gateway to apply");
+        let oauth_changed = match (&self.bearer, &config.server.oauth) {
+            (Some(bearer), Some(oauth)) => !bearer.is_built_from(oauth),
+            (bearer, oauth) => bearer.is_some() != oauth.is_some(),
+        };
+        if oauth_changed {
+            tracing::warn!("[server.oauth] changed: restart the gateway to apply");
         }
     }
 

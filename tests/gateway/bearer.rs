@@ -697,3 +697,30 @@ async fn tokens_never_reach_the_log() {
         assert!(!logs.contains(signature), "a token is in the log:{logs}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_jwks_over_1_mib_is_not_taken() {
+    let pki = TestPki::generate();
+    let key = Key::ec("k", "ES256");
+    let server = AuthServer::start(&pki, 0, &[&key]).await;
+    let padding = "x".repeat(1024 * 1024);
+    server.write(
+        "jwks.json",
+        &json!({"keys": [key.jwk()], "padding": padding}),
+    );
+    let gateway = crate::support::Gateway::start(&url_config(&pki, &server), 1).await;
+    // Taken, it would not be fetched again for poll_interval (10 min): a second fetch, after
+    // backoff, shows the first was refused.
+    wait_for("a second fetch of the oversized JWKS", || async {
+        (server.fetches("/jwks.json") >= 2).then_some(())
+    })
+    .await;
+    let token = key.sign(&claims());
+    assert_eq!(
+        initialize(&gateway.url, Some(&token)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    server.publish(&[&key]);
+    ready(&gateway.url, &token).await;
+    gateway.stop().await;
+}
