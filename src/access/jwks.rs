@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::jwk::{JwksError, KeySet, MAX_JWKS_BYTES};
 use crate::config::{JwksSource, Oauth};
 use crate::downstream::backoff::Backoff;
+use crate::downstream::http::describe_request_error;
 use crate::metrics::Metrics;
 use crate::tls::{ClientContext, Connector};
 
@@ -286,7 +287,7 @@ impl Fetcher {
                 .client
                 .request(request)
                 .await
-                .map_err(|error| transport(chain(&error)))?;
+                .map_err(|error| transport(describe_request_error(&error)))?;
             if response.status() != StatusCode::OK {
                 return Err(FetchError::Status {
                     url: url.clone(),
@@ -301,7 +302,7 @@ impl Fetcher {
                 Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                     Err(FetchError::TooLarge { url: url.clone() })
                 }
-                Err(error) => Err(transport(chain(&*error))),
+                Err(error) => Err(transport(format!("reading the answer failed: {error}"))),
             }
         };
         tokio::time::timeout(FETCH_TIMEOUT, exchange)
@@ -359,18 +360,6 @@ fn jwks_uri_in(body: &[u8], issuer: &Uri) -> Result<Uri, String> {
         ));
     }
     Ok(uri)
-}
-
-/// An error and its sources, `: `-separated (hyper's own Display says only "client error").
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

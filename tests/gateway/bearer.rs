@@ -724,3 +724,35 @@ async fn a_jwks_over_1_mib_is_not_taken() {
     ready(&gateway.url, &token).await;
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untrusted_key_server_is_logged_with_the_fix() {
+    let pki = TestPki::generate();
+    let key = Key::rsa("k", "RS256");
+    let server = AuthServer::start(&pki, 0, &[&key]).await;
+    let without_ca = url_config(&pki, &server).replace(
+        &format!(
+            "[server.oauth.tls]\nroot_ca_cert_path = \"{}\"\n",
+            pki.path("ca.pem").display()
+        ),
+        "",
+    );
+    let serving = Serving::start(&without_ca).await;
+    let token = key.sign(&claims());
+    assert_eq!(
+        initialize(&serving.url(), Some(&token)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let logs = wait_for("the failed fetch in the log", || {
+        let logs = serving.logs();
+        async move { logs.contains("cannot fetch the OAuth signing keys").then_some(logs) }
+    })
+    .await;
+    serving.stop().await;
+    let line = logs
+        .lines()
+        .find(|line| line.contains("cannot fetch the OAuth signing keys"))
+        .unwrap();
+    assert!(line.contains(&server.url("/jwks.json")), "{line}");
+    assert!(line.contains("root_ca_cert_path"), "{line}");
+}
