@@ -745,7 +745,10 @@ async fn an_untrusted_key_server_is_logged_with_the_fix() {
     );
     let logs = wait_for("the failed fetch in the log", || {
         let logs = serving.logs();
-        async move { logs.contains("cannot fetch the OAuth signing keys").then_some(logs) }
+        async move {
+            logs.contains("cannot fetch the OAuth signing keys")
+                .then_some(logs)
+        }
     })
     .await;
     serving.stop().await;
@@ -755,4 +758,53 @@ async fn an_untrusted_key_server_is_logged_with_the_fix() {
         .unwrap();
     assert!(line.contains(&server.url("/jwks.json")), "{line}");
     assert!(line.contains("root_ca_cert_path"), "{line}");
+}
+
+/// The most memory the gateway may hold while it is fed a 256 MiB JWKS and a flood of 16 KiB
+/// bad tokens (a debug build starts at about 37 MiB; without the JWKS bound it reached 833 MiB).
+const PEAK_RSS_CEILING_MIB: u64 = 64;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_jwks_and_a_flood_of_big_tokens_cost_little_memory() {
+    let pki = TestPki::generate();
+    let key = Key::ec("k", "ES256");
+    let server = AuthServer::start(&pki, 0, &[&key]).await;
+    // Sparse: no disk is used, but 256 MiB are served.
+    std::fs::File::create(server.dir.path().join("jwks.json"))
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    let serving = Serving::start(&url_config(&pki, &server)).await;
+    let start = crate::hostile_client::status_kib(serving.pid(), "VmHWM") / 1024;
+    wait_for("three refused fetches of the huge JWKS", || async {
+        (server.fetches("/jwks.json") >= 3).then_some(())
+    })
+    .await;
+    let after_jwks = crate::hostile_client::status_kib(serving.pid(), "VmHWM") / 1024;
+    server.publish(&[&key]);
+    ready(&serving.url(), &key.sign(&claims())).await;
+    let big = |i: usize| {
+        let claims = claims_with("padding", json!("x".repeat(12 * 1024 + i)));
+        key.sign(&claims)
+    };
+    let url = serving.url();
+    for round in 0..25 {
+        let tokens: Vec<String> = (0..40).map(|i| big(round * 40 + i)).collect();
+        let statuses =
+            futures_util::future::join_all(tokens.iter().map(|token| refusal(&url, Some(token))))
+                .await;
+        // Good signatures, but bigger than the bound once signed: refused unread.
+        assert!(
+            statuses
+                .iter()
+                .all(|(status, ..)| *status == StatusCode::UNAUTHORIZED)
+        );
+    }
+    let peak = crate::hostile_client::status_kib(serving.pid(), "VmHWM") / 1024;
+    serving.stop().await;
+    println!(
+        "peak RSS: {start} MiB at start, {after_jwks} MiB after the 256 MiB JWKS, {peak} MiB after \
+         1000 big tokens"
+    );
+    assert!(peak < PEAK_RSS_CEILING_MIB, "peak RSS {peak} MiB");
 }
