@@ -187,6 +187,16 @@ struct AuthServer {
 impl AuthServer {
     /// Serves `keys` as `/jwks.json` on `port` (0: any).
     async fn start(pki: &TestPki, port: u16, keys: &[&Key]) -> Self {
+        Self::launch(pki, port, keys, &[]).await
+    }
+
+    /// [`Self::start`] requiring client certificates issued by the test root CA.
+    async fn start_mutual(pki: &TestPki, keys: &[&Key]) -> Self {
+        let ca = pki.path("ca.pem");
+        Self::launch(pki, 0, keys, &["--cafile", ca.to_str().unwrap()]).await
+    }
+
+    async fn launch(pki: &TestPki, port: u16, keys: &[&Key], extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         publish_in(dir.path(), keys);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/jwks_server.py");
@@ -199,6 +209,7 @@ impl AuthServer {
             .arg("--keyfile")
             .arg(pki.path("server.key"))
             .args(["--port", &port.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -807,4 +818,98 @@ async fn a_huge_jwks_and_a_flood_of_big_tokens_cost_little_memory() {
          1000 big tokens"
     );
     assert!(peak < PEAK_RSS_CEILING_MIB, "peak RSS {peak} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_key_server_may_require_the_gateways_client_certificate() {
+    let pki = TestPki::generate();
+    let key = Key::rsa("k", "PS384");
+    let server = AuthServer::start_mutual(&pki, &[&key]).await;
+    let identity = format!(
+        "client_cert_path = \"{}\"\nclient_key_path = \"{}\"\n[mcp]",
+        pki.path("client-rsa.pem").display(),
+        pki.path("client-rsa.key").display()
+    );
+    let mutual = url_config(&pki, &server).replacen("[mcp]", &identity, 1);
+    let gateway = crate::support::Gateway::start(&mutual, 1).await;
+    ready(&gateway.url, &key.sign(&claims())).await;
+    gateway.stop().await;
+    // Without the certificate the server refuses the gateway, which says what it lacked.
+    let serving = Serving::start(&url_config(&pki, &server)).await;
+    let logs = wait_for("the refused fetch in the log", || {
+        let logs = serving.logs();
+        async move {
+            logs.contains("cannot fetch the OAuth signing keys")
+                .then_some(logs)
+        }
+    })
+    .await;
+    serving.stop().await;
+    let line = logs
+        .lines()
+        .find(|line| line.contains("cannot fetch the OAuth signing keys"))
+        .unwrap();
+    assert!(line.contains("client certificate"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_server_that_never_answers_is_given_up_on_after_10_s() {
+    let pki = TestPki::generate();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let holding = accepted.clone();
+    let acceptor = tokio::spawn(async move {
+        while let Ok((stream, _)) = silent.accept().await {
+            holding.lock().unwrap().push(stream);
+        }
+    });
+    let jwks =
+        format!("url = \"https://127.0.0.1:{port}/jwks.json\"\nexpected_issuer = \"{ISSUER}\"");
+    let gateway = crate::support::Gateway::start(&config(&pki, &jwks), 1).await;
+    // A second connection means the first fetch timed out and was retried.
+    wait_for("a retry after the fetch timeout", || {
+        let count = accepted.lock().unwrap().len();
+        async move { (count >= 2).then_some(()) }
+    })
+    .await;
+    let token = Key::ed25519("k").sign(&claims());
+    assert_eq!(
+        initialize(&gateway.url, Some(&token)).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    gateway.stop().await;
+    acceptor.abort();
+}
+
+#[test]
+fn check_warns_about_plain_http_keys_and_a_missing_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nexus.toml");
+    let text = "[server.oauth]\nurl = \"http://as.example/jwks.json\"\n\
+                [server.oauth.protected_resource]\nresource = \"https://gw.example/mcp\"\n\
+                authorization_servers = [\"https://as.example\"]\n";
+    std::fs::write(&path, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let at = path.display();
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "warning: {at}:1:1: server.oauth: `expected_issuer` is not set: tokens of any issuer \
+                 signed with these keys are accepted (some providers share keys between tenants); set \
+                 `expected_issuer` to the authorization server's issuer URL"
+            ),
+            format!(
+                "warning: {at}:2:7: server.oauth.url: `http://as.example/jwks.json` is http://: it can \
+                 be read and altered on the way (keys, tokens, metadata); use https:// outside loopback"
+            ),
+        ]
+    );
 }

@@ -3,9 +3,10 @@ server's JWKS and discovery documents, re-read from disk on every request (so a 
 keys by replacing a file), and one `GET <path>` line on stdout per request (so a test counts
 fetches).
 
-    python jwks_server.py --dir DIR --certfile S.pem --keyfile S.key [--port 0]
+    python jwks_server.py --dir DIR --certfile S.pem --keyfile S.key [--port 0] [--cafile CA.pem]
 
-Prints `LISTENING <port>` (flushed) once it accepts connections; binds 127.0.0.1 only.
+Prints `LISTENING <port>` (flushed) once it accepts connections; binds 127.0.0.1 only. With
+`--cafile`, clients must present a certificate issued by that CA (mutual TLS).
 """
 
 import argparse
@@ -27,17 +28,28 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client that stops reading (the gateway refusing an oversized document) is normal.
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", required=True)
     parser.add_argument("--certfile", required=True)
     parser.add_argument("--keyfile", required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--cafile")
     args = parser.parse_args()
     handler = functools.partial(Handler, directory=args.dir)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
+    server = Server(("127.0.0.1", args.port), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(args.certfile, args.keyfile)
+    if args.cafile:
+        context.load_verify_locations(args.cafile)
+        context.verify_mode = ssl.CERT_REQUIRED
     server.socket = context.wrap_socket(server.socket, server_side=True)
     print(f"LISTENING {server.server_address[1]}", flush=True)
     try:
