@@ -30,8 +30,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
 class Server(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address):
-        # A client that stops reading (the gateway refusing an oversized document) is normal.
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+        # A client that stops reading (the gateway refusing an oversized document) is normal;
+        # it shows as a socket or TLS error (both OSError).
+        if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
 
 
