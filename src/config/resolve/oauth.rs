@@ -21,8 +21,9 @@ const MIN_POLL_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_LEEWAY: Duration = Duration::from_secs(600);
 
 impl Cx<'_> {
-    /// `[server.oauth]`; `None` (after recording why) when it cannot be used.
-    pub(super) fn oauth(&mut self, raw: Spanned<RawOauth>) -> Option<Oauth> {
+    /// `[server.oauth]`; `None` (after recording why) when it cannot be used. `any_host`: the
+    /// listener accepts requests for any `Host` (not loopback, no `allowed_hosts`).
+    pub(super) fn oauth(&mut self, raw: Spanned<RawOauth>, any_host: bool) -> Option<Oauth> {
         self.oauth = true;
         let span = raw.span();
         let raw = raw.into_inner();
@@ -76,6 +77,16 @@ impl Cx<'_> {
                 return None;
             }
         };
+        if resource.is_none() && any_host {
+            let message = "`protected_resource.resource` is not set and the gateway accepts any \
+                           Host, so the metadata URL in challenges is built from whatever Host a \
+                           client sends"
+                .to_string();
+            let fix = "set `[server.oauth.protected_resource] resource` to the gateway's public \
+                       URL, or list the names it is reached by in [server] allowed_hosts";
+            self.problems
+                .warn(span.clone(), "server.oauth", message, fix);
+        }
         let authorization_servers = match servers {
             Some(servers) => servers,
             None => issuer_text.iter().cloned().collect(),
@@ -337,6 +348,27 @@ mod tests {
                  the way (keys, tokens, metadata); use https:// outside loopback",
             ]
         );
+    }
+
+    #[test]
+    fn a_resource_from_any_host_is_a_warning() {
+        let text = "[server]\nlisten_address = \"0.0.0.0:8000\"\n[server.oauth]\n\
+                    url = \"https://as/jwks\"\nexpected_issuer = \"https://as\"\n\
+                    expected_audience = \"gw\"\n";
+        assert_eq!(
+            warnings(text),
+            [
+                "3:1: server.oauth: `protected_resource.resource` is not set and the gateway accepts \
+                 any Host, so the metadata URL in challenges is built from whatever Host a client \
+                 sends; set `[server.oauth.protected_resource] resource` to the gateway's public URL, \
+                 or list the names it is reached by in [server] allowed_hosts"
+            ]
+        );
+        let pinned = text.replace(
+            "[server.oauth]",
+            "allowed_hosts = [\"gw.example\"]\n[server.oauth]",
+        );
+        assert!(warnings(&pinned).is_empty());
     }
 
     #[test]

@@ -21,8 +21,11 @@ impl Cx<'_> {
             .unwrap_or_default();
         let health = raw.health.unwrap_or_default();
         let metrics = raw.metrics.unwrap_or_default();
+        let listen_address = self.listen_address(raw.listen_address);
+        let any_host = !listen_address.ip().is_loopback()
+            && raw.allowed_hosts.as_ref().is_none_or(Vec::is_empty);
         Server {
-            listen_address: self.listen_address(raw.listen_address),
+            listen_address,
             tls: raw.tls.and_then(|tls| self.server_tls(tls)),
             health: Health {
                 enabled: health.enabled.unwrap_or(true),
@@ -35,7 +38,7 @@ impl Cx<'_> {
             allowed_hosts: raw.allowed_hosts.unwrap_or_default(),
             allowed_origins: raw.allowed_origins.unwrap_or_default(),
             limits: self.server_limits(raw.limits.unwrap_or_default()),
-            oauth: raw.oauth.and_then(|oauth| self.oauth(oauth)),
+            oauth: raw.oauth.and_then(|oauth| self.oauth(oauth, any_host)),
         }
     }
 
