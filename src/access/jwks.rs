@@ -169,6 +169,7 @@ impl KeyStore {
         loop {
             let pause = if self.refresh(why).await {
                 backoff = Backoff::default();
+                why = "poll_interval";
                 poll
             } else {
                 let pause = backoff.next_delay();
@@ -176,9 +177,9 @@ impl KeyStore {
                     seconds = pause.as_secs_f32(),
                     "retrying the OAuth signing keys"
                 );
+                why = "retry";
                 pause
             };
-            why = "poll_interval";
             tokio::time::sleep(pause).await;
         }
     }

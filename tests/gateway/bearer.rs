@@ -185,18 +185,21 @@ struct AuthServer {
 }
 
 impl AuthServer {
-    /// Serves `keys` as `/jwks.json` on `port` (0: any).
+    /// Serves `keys` as `/jwks.json` on `port` (0: any) with the PKI's server certificate.
     async fn start(pki: &TestPki, port: u16, keys: &[&Key]) -> Self {
-        Self::launch(pki, port, keys, &[]).await
+        let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
+        Self::launch(&cert, &key, port, keys, None).await
     }
 
     /// [`Self::start`] requiring client certificates issued by the test root CA.
     async fn start_mutual(pki: &TestPki, keys: &[&Key]) -> Self {
-        let ca = pki.path("ca.pem");
-        Self::launch(pki, 0, keys, &["--cafile", ca.to_str().unwrap()]).await
+        let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
+        Self::launch(&cert, &key, 0, keys, Some(&pki.path("ca.pem"))).await
     }
 
-    async fn launch(pki: &TestPki, port: u16, keys: &[&Key], extra: &[&str]) -> Self {
+    /// Serves `keys` with `cert` and `key`, requiring client certificates issued by `ca`
+    /// when given.
+    async fn launch(cert: &Path, key: &Path, port: u16, keys: &[&Key], ca: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         publish_in(dir.path(), keys);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers/jwks_server.py");
@@ -205,11 +208,11 @@ impl AuthServer {
             .arg("--dir")
             .arg(dir.path())
             .arg("--certfile")
-            .arg(pki.path("server.pem"))
+            .arg(cert)
             .arg("--keyfile")
-            .arg(pki.path("server.key"))
+            .arg(key)
             .args(["--port", &port.to_string()])
-            .args(extra)
+            .args(ca.iter().flat_map(|ca| [Path::new("--cafile"), ca]))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -912,4 +915,37 @@ fn check_warns_about_plain_http_keys_and_a_missing_issuer() {
             ),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateways_client_key_for_the_key_server_may_live_in_the_hsm() {
+    use crate::pkcs11_support::{KEYS, Pki, private_uri};
+    let token = Pki::new();
+    let key = Key::ec("k", "ES256");
+    let (cert, server_key, ca) = (
+        token.path("server.crt"),
+        token.path("server.key"),
+        token.path("ca.crt"),
+    );
+    let server = AuthServer::launch(&cert, &server_key, 0, &[&key], Some(&ca)).await;
+    let toml = format!(
+        "[pkcs11]\nmodule_path = \"{}\"\npin_file = \"{}\"\n\
+         [server.oauth]\nurl = \"{}\"\nexpected_issuer = \"{ISSUER}\"\n\
+         [server.oauth.protected_resource]\nresource = \"{RESOURCE}\"\n\
+         [server.oauth.tls]\nroot_ca_cert_path = \"{}\"\nserver_name = \"localhost\"\n\
+         client_cert_path = \"{}\"\nclient_key_path = \"{}\"\n\
+         [mcp]\ntools = \"direct\"\n[mcp.servers.fx]\ncmd = {}\n",
+        token.module.display(),
+        token.pin_file.display(),
+        server.url("/jwks.json"),
+        ca.display(),
+        token.cert(KEYS[1]),
+        private_uri(KEYS[1]),
+        fixture_stdio_cmd(&[])
+    );
+    let conf = token.conf.display().to_string();
+    let serving = Serving::start_with_env(&toml, &[("SOFTHSM2_CONF", &conf)]).await;
+    ready(&serving.url(), &key.sign(&claims())).await;
+    assert_eq!(server.fetches("/jwks.json"), 1);
+    serving.stop().await;
 }
