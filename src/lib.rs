@@ -63,9 +63,6 @@ impl Nexus {
     /// Loads all TLS material (failing on bad material, before anything is served) and starts
     /// connecting to the downstreams in the background.
     pub fn start(config: &config::Config) -> Result<Self, StartError> {
-        for warning in &config.warnings {
-            tracing::warn!(%warning, "configuration");
-        }
         let metrics = Arc::new(metrics::Metrics::default());
         let acceptor = config
             .server

@@ -1,6 +1,8 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
 mod bearer;
+mod browser;
+mod chromium;
 mod cli;
 mod conformance;
 mod dual_era;

@@ -5,6 +5,7 @@
 //! server does not hide the problems of another. Cross-key rules and file checks follow, each
 //! recorded as a problem with the key's position.
 
+mod browser;
 mod downstream;
 mod files;
 mod limits;
