@@ -348,6 +348,19 @@ async fn ready(url: &str, token: &str) {
     .await;
 }
 
+/// The log line of the gateway's first failed key fetch, once there is one; stops the gateway.
+async fn failed_fetch_line(serving: Serving) -> String {
+    const FAILED: &str = "cannot fetch the OAuth signing keys";
+    let logs = wait_for("a failed key fetch in the log", || {
+        let logs = serving.logs();
+        async move { logs.contains(FAILED).then_some(logs) }
+    })
+    .await;
+    serving.stop().await;
+    let line = logs.lines().find(|line| line.contains(FAILED)).unwrap();
+    line.to_owned()
+}
+
 /// The refusal of `initialize` with `token`: status, `WWW-Authenticate`, JSON-RPC message.
 async fn refusal(url: &str, token: Option<&str>) -> (StatusCode, String, String) {
     let (status, headers, body) = initialize(url, token).await;
@@ -757,19 +770,7 @@ async fn an_untrusted_key_server_is_logged_with_the_fix() {
         initialize(&serving.url(), Some(&token)).await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    let logs = wait_for("the failed fetch in the log", || {
-        let logs = serving.logs();
-        async move {
-            logs.contains("cannot fetch the OAuth signing keys")
-                .then_some(logs)
-        }
-    })
-    .await;
-    serving.stop().await;
-    let line = logs
-        .lines()
-        .find(|line| line.contains("cannot fetch the OAuth signing keys"))
-        .unwrap();
+    let line = failed_fetch_line(serving).await;
     assert!(line.contains(&server.url("/jwks.json")), "{line}");
     assert!(line.contains("root_ca_cert_path"), "{line}");
 }
@@ -839,19 +840,7 @@ async fn the_key_server_may_require_the_gateways_client_certificate() {
     gateway.stop().await;
     // Without the certificate the server refuses the gateway, which says what it lacked.
     let serving = Serving::start(&url_config(&pki, &server)).await;
-    let logs = wait_for("the refused fetch in the log", || {
-        let logs = serving.logs();
-        async move {
-            logs.contains("cannot fetch the OAuth signing keys")
-                .then_some(logs)
-        }
-    })
-    .await;
-    serving.stop().await;
-    let line = logs
-        .lines()
-        .find(|line| line.contains("cannot fetch the OAuth signing keys"))
-        .unwrap();
+    let line = failed_fetch_line(serving).await;
     assert!(line.contains("client certificate"), "{line}");
 }
 
