@@ -41,42 +41,10 @@ impl Cx<'_> {
             .flatten()
             .any(|(uri, _)| uri.scheme_str() == Some("https"));
         let tls = self.client_tls(raw.tls, "server.oauth.tls", https);
-        let jwks = match (url, &issuer) {
-            (Some((url, _)), _) => JwksSource::Url(url),
-            (None, Some((issuer, _))) => JwksSource::Discover(issuer.clone()),
-            (None, None) => {
-                let message = "neither `url` (the JWKS) nor `expected_issuer` is set".to_string();
-                let fix = "set `url = \"https://auth.example.com/.well-known/jwks.json\"`, or \
-                           `expected_issuer` to discover the JWKS from the issuer's metadata";
-                self.problems.push(span, "server.oauth", message, fix);
-                return None;
-            }
-        };
-        let issuer_text = issuer.map(|(_, text)| text);
-        if issuer_text.is_none() {
-            let message = "`expected_issuer` is not set: tokens of any issuer signed with these \
-                           keys are accepted (some providers share keys between tenants)"
-                .to_string();
-            self.problems.warn(
-                span.clone(),
-                "server.oauth",
-                message,
-                "set `expected_issuer` to the authorization server's issuer URL",
-            );
-        }
-        let audience = match (raw.expected_audience, &resource) {
-            (Some(audience), _) => audience.into_inner(),
-            (None, Some((_, text))) => text.clone(),
-            (None, None) => {
-                let message = "neither `expected_audience` nor `protected_resource.resource` is \
-                               set, so a token issued for any other service would be accepted"
-                    .to_string();
-                let fix = "set `[server.oauth.protected_resource] resource` to this gateway's URL \
-                           (tokens must name it in `aud`), or `expected_audience`";
-                self.problems.push(span, "server.oauth", message, fix);
-                return None;
-            }
-        };
+        let jwks = self.jwks_source(&span, url, issuer.as_ref());
+        let issuer = issuer.map(|(_, text)| text);
+        self.warn_without_issuer(&span, issuer.is_none());
+        let audience = self.audience(&span, raw.expected_audience, resource.as_ref());
         if resource.is_none() && any_host {
             let message = "`protected_resource.resource` is not set and the gateway accepts any \
                            Host, so the metadata URL in challenges is built from whatever Host a \
@@ -87,29 +55,93 @@ impl Cx<'_> {
             self.problems
                 .warn(span.clone(), "server.oauth", message, fix);
         }
-        let authorization_servers = match servers {
-            Some(servers) => servers,
-            None => issuer_text.iter().cloned().collect(),
-        };
-        if authorization_servers.is_empty() {
-            let message = "no authorization server to announce: clients would not know where to \
-                           get a token"
-                .to_string();
-            let fix = "set `[server.oauth.protected_resource] authorization_servers`, or \
-                       `expected_issuer`";
-            self.problems.push(span, "server.oauth", message, fix);
-        }
+        let authorization_servers = self.authorization_servers(&span, servers, issuer.as_ref());
         Some(Oauth {
-            jwks,
+            jwks: jwks?,
             poll_interval,
-            expected_issuer: issuer_text,
-            audience,
+            expected_issuer: issuer,
+            audience: audience?,
             leeway,
             resource: resource.map(|(uri, _)| uri),
             authorization_servers,
             scopes_supported: raw.scopes_supported.unwrap_or_default(),
             tls,
         })
+    }
+
+    /// `url`, else discovery from `expected_issuer`; one of them is needed.
+    fn jwks_source(
+        &mut self,
+        span: &Range<usize>,
+        url: Option<(http::Uri, String)>,
+        issuer: Option<&(http::Uri, String)>,
+    ) -> Option<JwksSource> {
+        match (url, issuer) {
+            (Some((url, _)), _) => Some(JwksSource::Url(url)),
+            (None, Some((issuer, _))) => Some(JwksSource::Discover(issuer.clone())),
+            (None, None) => {
+                let message = "neither `url` (the JWKS) nor `expected_issuer` is set".to_string();
+                let fix = "set `url = \"https://auth.example.com/.well-known/jwks.json\"`, or \
+                           `expected_issuer` to discover the JWKS from the issuer's metadata";
+                self.problems
+                    .push(span.clone(), "server.oauth", message, fix);
+                None
+            }
+        }
+    }
+
+    fn warn_without_issuer(&mut self, span: &Range<usize>, missing: bool) {
+        if missing {
+            let message = "`expected_issuer` is not set: tokens of any issuer signed with these \
+                           keys are accepted (some providers share keys between tenants)"
+                .to_string();
+            let fix = "set `expected_issuer` to the authorization server's issuer URL";
+            self.problems
+                .warn(span.clone(), "server.oauth", message, fix);
+        }
+    }
+
+    /// `expected_audience`, else the resource URL: a token must always name this gateway.
+    fn audience(
+        &mut self,
+        span: &Range<usize>,
+        expected: Option<Spanned<String>>,
+        resource: Option<&(http::Uri, String)>,
+    ) -> Option<String> {
+        match (expected, resource) {
+            (Some(audience), _) => Some(audience.into_inner()),
+            (None, Some((_, text))) => Some(text.clone()),
+            (None, None) => {
+                let message = "neither `expected_audience` nor `protected_resource.resource` is \
+                               set, so a token issued for any other service would be accepted"
+                    .to_string();
+                let fix = "set `[server.oauth.protected_resource] resource` to this gateway's URL \
+                           (tokens must name it in `aud`), or `expected_audience`";
+                self.problems
+                    .push(span.clone(), "server.oauth", message, fix);
+                None
+            }
+        }
+    }
+
+    /// `authorization_servers`, else `[expected_issuer]`; clients need at least one.
+    fn authorization_servers(
+        &mut self,
+        span: &Range<usize>,
+        listed: Option<Vec<String>>,
+        issuer: Option<&String>,
+    ) -> Vec<String> {
+        let servers = listed.unwrap_or_else(|| issuer.into_iter().cloned().collect());
+        if servers.is_empty() {
+            let message = "no authorization server to announce: clients would not know where to \
+                           get a token"
+                .to_string();
+            let fix = "set `[server.oauth.protected_resource] authorization_servers`, or \
+                       `expected_issuer`";
+            self.problems
+                .push(span.clone(), "server.oauth", message, fix);
+        }
+        servers
     }
 
     /// `auth.type = "forward"` at `span`: an error unless `[server.oauth]` verifies the tokens
@@ -295,7 +327,10 @@ mod tests {
             [
                 "1:1: server.oauth: neither `url` (the JWKS) nor `expected_issuer` is set; set `url = \
                  \"https://auth.example.com/.well-known/jwks.json\"`, or `expected_issuer` to discover \
-                 the JWKS from the issuer's metadata"
+                 the JWKS from the issuer's metadata",
+                "1:1: server.oauth: no authorization server to announce: clients would not know \
+                 where to get a token; set `[server.oauth.protected_resource] authorization_servers`, \
+                 or `expected_issuer`",
             ]
         );
         assert_eq!(
