@@ -77,8 +77,18 @@ impl Nexus {
             .map(|audit| access::audit::Audit::open(audit, metrics.audit()).map(Arc::new))
             .transpose()
             .map_err(StartError::Audit)?;
+        let bearer = config
+            .server
+            .oauth
+            .as_ref()
+            .map(|oauth| {
+                let https = config.server.tls.is_some();
+                access::Bearer::start(oauth, &config.mcp.path, https, metrics.clone()).map(Arc::new)
+            })
+            .transpose()
+            .map_err(StartError::OauthTls)?;
         let gateway = Gateway::start(&config.mcp, metrics)?;
-        let app = server::App::new(config, gateway.clone(), acceptor, audit);
+        let app = server::App::new(config, gateway.clone(), acceptor, audit, bearer);
         Ok(Self {
             gateway,
             app,

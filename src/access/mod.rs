@@ -5,10 +5,16 @@
 //! [`RequestContext`](crate::gateway::RequestContext).
 
 pub mod audit;
+pub mod bearer;
 mod caller;
 pub mod challenge;
 pub mod client_ip;
+pub mod jwk;
+pub mod jwks;
+pub mod jwt;
 pub mod limits;
 
+pub use bearer::{Bearer, Refusal};
 pub use caller::{Caller, Principal};
 pub use challenge::Challenge;
+pub use jwt::VerifiedToken;

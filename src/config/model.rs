@@ -71,6 +71,8 @@ pub struct Server {
     /// `[server.csrf]`: the header every state-changing request must carry; `None` when
     /// `enabled = false` (the default).
     pub csrf: Option<http::HeaderName>,
+    /// `[server.oauth]`: when set, every MCP request needs a valid bearer token.
+    pub oauth: Option<Oauth>,
 }
 
 /// `[server.rate_limits]`: requests to the MCP endpoint (every POST, GET and DELETE, counted
@@ -156,6 +158,39 @@ pub enum OriginPattern {
     Exact(String),
     /// An entry with glob characters (`*?[]{}!\`), matched with `fast-glob` as Nexus does.
     Glob(String),
+}
+
+/// `[server.oauth]`: the gateway as an OAuth 2.1 resource server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Oauth {
+    /// `url`, or the issuer whose metadata names the JWKS.
+    pub jwks: JwksSource,
+    /// `poll_interval`, default 5 min: how often the JWKS is re-read (a token with an unknown
+    /// `kid` also triggers a re-read, at most once per 10 s).
+    pub poll_interval: Duration,
+    /// `expected_issuer`: the `iss` a token must carry; `None` accepts any.
+    pub expected_issuer: Option<String>,
+    /// `expected_audience`, else `protected_resource.resource`: a token's `aud` must contain it.
+    pub audience: String,
+    /// `leeway`, default 60 s: clock skew allowed when checking `exp` and `nbf`.
+    pub leeway: Duration,
+    /// `protected_resource.resource`: this gateway's URL; `None` takes it from each request.
+    pub resource: Option<http::Uri>,
+    /// `protected_resource.authorization_servers`, default `[expected_issuer]`.
+    pub authorization_servers: Vec<String>,
+    /// `scopes_supported`, default none: announced in the protected-resource metadata.
+    pub scopes_supported: Vec<String>,
+    /// `[server.oauth.tls]`: how the JWKS and discovery documents are fetched.
+    pub tls: ClientTls,
+}
+
+/// Where the token-signing keys come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JwksSource {
+    /// `url`: the JWKS itself.
+    Url(http::Uri),
+    /// No `url`: `jwks_uri` from the issuer's RFC 8414 or OpenID Connect discovery document.
+    Discover(http::Uri),
 }
 
 /// `[server.limits]`: bounds on connections, requests and sessions, so that no client (with

@@ -41,6 +41,8 @@ pub(crate) struct RawServer {
     pub cors: Option<Spanned<RawCors>>,
     /// `[server.csrf]`; default disabled.
     pub csrf: Option<RawCsrf>,
+    /// `[server.oauth]`; default none (no token asked for).
+    pub oauth: Option<Spanned<RawOauth>>,
 }
 
 /// `[server.cors]` (Nexus's keys).
@@ -109,6 +111,38 @@ impl<'de> Visitor<'de> for ListVisitor {
         }
         Ok(RawList::Many(values))
     }
+}
+
+/// `[server.oauth]`: Nexus's keys, plus `leeway`, `scopes_supported` and `[tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawOauth {
+    /// The JWKS URL; default discovered from `expected_issuer`.
+    pub url: Option<Spanned<String>>,
+    /// How often the JWKS is re-read; default 5 min.
+    pub poll_interval: Option<Spanned<RawDuration>>,
+    /// Required `iss`; default any.
+    pub expected_issuer: Option<Spanned<String>>,
+    /// Required `aud`; default the protected resource's URL.
+    pub expected_audience: Option<Spanned<String>>,
+    /// Clock skew allowed for `exp` and `nbf`; default 60 s.
+    pub leeway: Option<Spanned<RawDuration>>,
+    /// Scopes announced in the RFC 9728 metadata; default none.
+    pub scopes_supported: Option<Vec<String>>,
+    /// `[protected_resource]`; default derived (see `resolve`).
+    pub protected_resource: Option<Spanned<RawProtectedResource>>,
+    /// `[tls]` for fetching the JWKS and discovery documents; default full verification.
+    pub tls: Option<Spanned<RawClientTls>>,
+}
+
+/// `[server.oauth.protected_resource]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawProtectedResource {
+    /// This gateway's resource URL; default from the request's `Host`.
+    pub resource: Option<Spanned<String>>,
+    /// Authorization servers announced to clients; default `[expected_issuer]`.
+    pub authorization_servers: Option<Vec<Spanned<String>>>,
 }
 
 /// `[server.limits]`.
@@ -389,7 +423,7 @@ pub(crate) struct RawAuth {
     pub token: Option<SecretString>,
     /// "forward"; default none.
     #[serde(rename = "type")]
-    pub kind: Option<RawAuthKind>,
+    pub kind: Option<Spanned<RawAuthKind>>,
 }
 
 /// `type` in `[auth]`.

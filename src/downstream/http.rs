@@ -367,11 +367,16 @@ where
 /// "client error (Connect)").
 /// A TLS failure is shown as the TLS layer classified it (message and fix), nothing around it.
 pub fn connect_error(error: hyper_util::client::legacy::Error) -> TransportError {
-    if let Some(tls) = crate::tls::errors::find(&error) {
-        return TransportError::Connect(tls.to_string());
+    TransportError::Connect(describe_request_error(&error))
+}
+
+/// The text of [`connect_error`]: the TLS layer's classification, else the cause chain.
+pub fn describe_request_error(error: &hyper_util::client::legacy::Error) -> String {
+    if let Some(tls) = crate::tls::errors::find(error) {
+        return tls.to_string();
     }
     let mut message = String::new();
-    let mut source: Option<&dyn std::error::Error> = Some(&error);
+    let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(cause) = source {
         let text = cause.to_string();
         if !message.contains(&text) {
@@ -382,7 +387,7 @@ pub fn connect_error(error: hyper_util::client::legacy::Error) -> TransportError
         }
         source = cause.source();
     }
-    TransportError::Connect(message)
+    message
 }
 
 /// An unexpected status with a sanitized excerpt of its body, which never holds `sent`, the

@@ -4,7 +4,7 @@
 //! (stdio child, Streamable HTTP, or HTTP+SSE), runs `initialize`, fetches the lists, and
 //! reconnects with backoff. Calls run on a [`connection::Connection`], many at once.
 
-mod backoff;
+pub(crate) mod backoff;
 pub mod changes;
 pub mod connection;
 pub mod dispatch;

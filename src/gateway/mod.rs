@@ -109,6 +109,9 @@ pub enum StartError {
     /// `[audit]`'s file could not be opened.
     #[error(transparent)]
     Audit(crate::access::audit::sink::OpenError),
+    /// `[server.oauth.tls]` (for fetching the signing keys) could not be loaded.
+    #[error("[server.oauth.tls]: {0}")]
+    OauthTls(crate::tls::Error),
 }
 
 /// The outcome of reloading one downstream's TLS material.

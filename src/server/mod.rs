@@ -3,6 +3,7 @@
 //! never in the accept loop.
 
 mod answer;
+mod bearer;
 mod body;
 mod browser;
 mod connection;
@@ -63,6 +64,8 @@ pub struct App {
     // Swapped on reload; whether HTTPS is on at all is fixed at start (it is the listener's
     // protocol).
     tls: Option<AcceptorHandle>,
+    /// `[server.oauth]`, fixed at start: every MCP request needs a valid bearer token.
+    bearer: Option<Arc<crate::access::Bearer>>,
 }
 
 /// The verified subject of the client's certificate (mutual TLS).
@@ -83,6 +86,7 @@ impl App {
         gateway: Arc<Gateway>,
         acceptor: Option<AcceptorHandle>,
         audit: Option<Arc<Audit>>,
+        bearer: Option<Arc<crate::access::Bearer>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             gateway,
@@ -108,6 +112,7 @@ impl App {
             client_ip: config.server.client_ip,
             audit,
             tls: acceptor,
+            bearer,
         })
     }
 
@@ -138,6 +143,13 @@ impl App {
             tracing::warn!(
                 "[server.rate_limits] or [server.client_ip] changed: restart the gateway to apply"
             );
+        }
+        let oauth_changed = match (&self.bearer, &config.server.oauth) {
+            (Some(bearer), Some(oauth)) => !bearer.is_built_from(oauth),
+            (bearer, oauth) => bearer.is_some() != oauth.is_some(),
+        };
+        if oauth_changed {
+            tracing::warn!("[server.oauth] changed: restart the gateway to apply");
         }
     }
 
@@ -203,10 +215,23 @@ impl App {
         if self.metrics_path.as_deref() == Some(path) && request.method() == Method::GET {
             return Ok(body::text(self.gateway.metrics().render()));
         }
+        if let Some(bearer) = &self.bearer
+            && let Some(document) = bearer::metadata(bearer, &request)
+        {
+            return Ok(document);
+        }
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
         }
-        let caller = Arc::new(caller(&peer, request.headers(), &self.client_ip));
+        let caller = match &self.bearer {
+            None => caller(&peer, request.headers(), &self.client_ip),
+            Some(bearer) => match bearer::authenticate(bearer, &peer, &request).await {
+                // The verified claims are for `[server.client_identification]`.
+                Ok((caller, _claims)) => caller,
+                Err(refused) => return Ok(refused),
+            },
+        };
+        let caller = Arc::new(caller);
         if let Some(refused) = front_door::admit(&self, &caller) {
             return Ok(refused);
         }

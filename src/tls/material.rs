@@ -29,6 +29,12 @@ pub fn check(config: &Config) -> Vec<Refused> {
         refused.push(Refused { table, error });
     }
     let metrics = Arc::new(Metrics::default());
+    if let Some(oauth) = &config.server.oauth
+        && let Err(error) = ClientContext::new("server.oauth", &oauth.tls, metrics.clone())
+    {
+        let table = "[server.oauth.tls]".to_owned();
+        refused.push(Refused { table, error });
+    }
     for server in &config.mcp.servers {
         let Transport::Http(http) = &server.transport else {
             continue;

@@ -1,5 +1,6 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
+mod bearer;
 mod browser;
 mod chromium;
 mod cli;

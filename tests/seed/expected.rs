@@ -64,6 +64,16 @@ pub fn expected_problems(path: &Path, text: &str) -> Vec<String> {
                 "{at}: environment variable {name} is not set; export it or set it in the service's environment"
             ));
         }
+        if key.ends_with(".auth.type") && value == "forward" && !text.contains("[server.oauth]") {
+            expected.push(format!("{at}: {FORWARD_WITHOUT_OAUTH}"));
+        }
     }
     expected
 }
+
+/// `auth.type = "forward"` without `[server.oauth]`: the gateway would pass on tokens it never
+/// verified.
+pub const FORWARD_WITHOUT_OAUTH: &str = "`type = \"forward\"` passes the client's Authorization \
+    header on, but [server.oauth] is not set, so the gateway would forward tokens it never verified; \
+    add [server.oauth] (url or expected_issuer, and protected_resource) so only verified tokens are \
+    forwarded, or use `token = \"{{ env.NAME }}\"`";

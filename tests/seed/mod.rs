@@ -13,6 +13,10 @@ use secrecy::ExposeSecret;
 mod expected;
 
 use expected::{DIR, examples, expected_problems, string_values};
+/// A `[server.oauth]` table that lets an example with `type = "forward"` resolve.
+pub const OAUTH_FOR_FORWARD: &str = "[server.oauth]\nurl = \"https://auth.example.com/jwks.json\"\n\
+    expected_issuer = \"https://auth.example.com\"\n[server.oauth.protected_resource]\n\
+    resource = \"https://gw.example.com/mcp\"\n";
 
 #[test]
 fn seed_examples_report_exactly_their_missing_files_and_variables() {
@@ -62,6 +66,9 @@ fn resolve_all(root: &Path) -> Vec<(String, Config)> {
                     text =
                         text.replace(&format!("\"{value}\""), &format!("\"{}\"", moved.display()));
                 }
+            }
+            if text.contains("type = \"forward\"") {
+                text = format!("{OAUTH_FOR_FORWARD}{text}");
             }
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let config =

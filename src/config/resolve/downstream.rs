@@ -322,8 +322,11 @@ impl Cx<'_> {
             } => return Some(Auth::Token(token)),
             RawAuth {
                 token: None,
-                kind: Some(RawAuthKind::Forward),
-            } => return Some(Auth::Forward),
+                kind: Some(kind),
+            } => {
+                let RawAuthKind::Forward = kind.get_ref();
+                return Some(self.forward(kind.span(), &join(key, "type")));
+            }
             RawAuth {
                 token: Some(_),
                 kind: Some(_),

@@ -11,6 +11,7 @@ mod downstream;
 mod files;
 mod front_limits;
 mod limits;
+mod oauth;
 mod server;
 mod tls;
 
@@ -53,6 +54,7 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         credentials,
         unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
         pkcs11: Pkcs11Defaults::default(),
+        oauth: false,
     };
     let mut config = cx.document(doc, path);
     config.warnings = cx.problems.take_warnings();
@@ -109,6 +111,8 @@ pub(crate) struct Cx<'a> {
     unchecked_credentials: bool,
     /// `[pkcs11]`, resolved first: every `pkcs11:` key and certificate carries it.
     pkcs11: Pkcs11Defaults,
+    /// Whether `[server.oauth]` is set (resolved before `[mcp]`): `auth.type = "forward"` needs it.
+    oauth: bool,
 }
 
 impl Cx<'_> {

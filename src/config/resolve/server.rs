@@ -21,8 +21,11 @@ impl Cx<'_> {
             .unwrap_or_default();
         let health = raw.health.unwrap_or_default();
         let metrics = raw.metrics.unwrap_or_default();
+        let listen_address = self.listen_address(raw.listen_address);
+        let any_host = !listen_address.ip().is_loopback()
+            && raw.allowed_hosts.as_ref().is_none_or(Vec::is_empty);
         Server {
-            listen_address: self.listen_address(raw.listen_address),
+            listen_address,
             tls: raw.tls.and_then(|tls| self.server_tls(tls)),
             health: Health {
                 enabled: health.enabled.unwrap_or(true),
@@ -39,6 +42,7 @@ impl Cx<'_> {
             client_ip: self.client_ip(raw.client_ip.unwrap_or_default()),
             cors: raw.cors.map(|cors| self.cors(cors)),
             csrf: self.csrf(raw.csrf),
+            oauth: raw.oauth.and_then(|oauth| self.oauth(oauth, any_host)),
         }
     }
 

@@ -1,0 +1,102 @@
+//! `[server.oauth]` at the front door: the protected-resource metadata (reachable without a
+//! token), and the bearer check every MCP request passes before the endpoint sees it.
+
+use http::header::{HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+
+use super::body::{self, Body};
+use super::{ClientSubject, Peer};
+use crate::access::{Bearer, Caller, Principal, Refusal, VerifiedToken};
+use crate::mcp::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST};
+
+/// Seconds a client is told to wait while the signing keys are being fetched.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// The metadata document, when `request` asks for it.
+pub fn metadata<B>(bearer: &Bearer, request: &Request<B>) -> Option<Response<Body>> {
+    if request.method() != Method::GET || !bearer.is_metadata_path(request.uri().path()) {
+        return None;
+    }
+    Some(body::json(
+        StatusCode::OK,
+        &bearer.metadata(host(request).as_deref()),
+    ))
+}
+
+/// The caller of an MCP request with a valid token, and the token's verified claims; or the
+/// refusal to send.
+pub async fn authenticate<B>(
+    bearer: &Bearer,
+    peer: &Peer,
+    request: &Request<B>,
+) -> Result<(Caller, VerifiedToken), Response<Body>> {
+    match bearer.authenticate(request.uri(), request.headers()).await {
+        Ok(token) => Ok((caller(peer, &token), token)),
+        Err(refusal) => {
+            let host = host(request);
+            Err(refused(bearer, &refusal, peer, host.as_deref()))
+        }
+    }
+}
+
+fn caller(peer: &Peer, token: &VerifiedToken) -> Caller {
+    let mut caller = Caller::anonymous(peer.address.ip());
+    caller.principal = Principal::Token {
+        issuer: token.issuer.clone(),
+        subject: token.subject.clone(),
+    };
+    caller.scopes = token.scopes.clone();
+    caller.certificate = peer
+        .subject
+        .as_ref()
+        .map(|ClientSubject(subject)| subject.clone());
+    caller
+}
+
+fn refused(bearer: &Bearer, refusal: &Refusal, peer: &Peer, host: Option<&str>) -> Response<Body> {
+    match refusal {
+        Refusal::Token(challenge) => {
+            tracing::info!(peer = %peer.address, reason = %challenge.message(), "access token refused");
+            let mut response =
+                body::rpc_error(challenge.status(), INVALID_REQUEST, challenge.message());
+            let url = bearer.metadata_url(host);
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, challenge.header(Some(&url)));
+            response
+        }
+        Refusal::TokenInQuery => {
+            tracing::info!(peer = %peer.address, "access token in the query string refused");
+            body::rpc_error(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "Bad request: an access token in the URL (access_token=) is refused, since URLs \
+                 are logged; send it as Authorization: Bearer <token>",
+            )
+        }
+        Refusal::Unavailable => {
+            let mut response = body::rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                INTERNAL_ERROR,
+                "Service unavailable: the gateway has not yet fetched the authorization server's \
+                 signing keys, so it cannot verify access tokens; try again shortly",
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+            response
+        }
+    }
+}
+
+/// The host the request names (`:authority` or `Host`), as the Host guard accepted it.
+fn host<B>(request: &Request<B>) -> Option<String> {
+    request
+        .uri()
+        .authority()
+        .map(|authority| authority.as_str().to_owned())
+        .or_else(|| {
+            let host = request.headers().get(HOST)?.to_str().ok()?;
+            Some(host.to_owned())
+        })
+}
