@@ -6,6 +6,10 @@
 
 mod caller;
 pub mod challenge;
+pub mod identity;
+pub mod policy;
 
 pub use caller::{Caller, Principal};
 pub use challenge::Challenge;
+pub use identity::{ClientCertificate, Credentials, IdentityError};
+pub use policy::{Access, Policy};

@@ -5,6 +5,7 @@
 //! server does not hide the problems of another. Cross-key rules and file checks follow, each
 //! recorded as a problem with the key's position.
 
+mod access;
 mod downstream;
 mod files;
 mod limits;
@@ -14,7 +15,7 @@ mod tls;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Pkcs11Defaults;
+use crate::config::{ClientIdentification, Pkcs11Defaults};
 
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
@@ -50,6 +51,7 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         credentials,
         unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
         pkcs11: Pkcs11Defaults::default(),
+        identification: ClientIdentification::default(),
     };
     let config = cx.document(doc, path);
     cx.problems.finish(config)
@@ -105,6 +107,8 @@ pub(crate) struct Cx<'a> {
     unchecked_credentials: bool,
     /// `[pkcs11]`, resolved first: every `pkcs11:` key and certificate carries it.
     pkcs11: Pkcs11Defaults,
+    /// `[server.client_identification]`, resolved before `[mcp]`: access rules name its groups.
+    identification: ClientIdentification,
 }
 
 impl Cx<'_> {
@@ -163,6 +167,7 @@ impl Cx<'_> {
             .timeout(raw.call_timeout, "mcp.call_timeout")
             .unwrap_or(DEFAULT_CALL_TIMEOUT);
         let limits = self.limits(raw.limits, Limits::default(), "mcp.limits");
+        let (servers, access) = self.servers(servers, call_timeout, limits);
         Mcp {
             enabled: raw.enabled.unwrap_or(true),
             path: self.url_path(raw.path, "mcp.path", "/mcp"),
@@ -176,7 +181,8 @@ impl Cx<'_> {
             },
             call_timeout,
             limits,
-            servers: self.servers(servers, call_timeout, limits),
+            servers,
+            access,
         }
     }
 

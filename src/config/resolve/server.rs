@@ -19,11 +19,16 @@ impl Cx<'_> {
         let raw: RawServer = value
             .and_then(|v| self.section(v, "server"))
             .unwrap_or_default();
+        let tls = raw.tls.and_then(|tls| self.server_tls(tls));
+        let client_ca = tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+        let client_identification =
+            self.client_identification(raw.client_identification, client_ca);
+        self.identification = client_identification.clone();
         let health = raw.health.unwrap_or_default();
         let metrics = raw.metrics.unwrap_or_default();
         Server {
             listen_address: self.listen_address(raw.listen_address),
-            tls: raw.tls.and_then(|tls| self.server_tls(tls)),
+            tls,
             health: Health {
                 enabled: health.enabled.unwrap_or(true),
                 path: self.url_path(health.path, "server.health.path", "/health"),
@@ -35,6 +40,7 @@ impl Cx<'_> {
             allowed_hosts: raw.allowed_hosts.unwrap_or_default(),
             allowed_origins: raw.allowed_origins.unwrap_or_default(),
             limits: self.server_limits(raw.limits.unwrap_or_default()),
+            client_identification,
         }
     }
 
