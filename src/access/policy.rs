@@ -89,6 +89,8 @@ pub fn admits(access: Option<&Arc<Access>>, caller: &Caller) -> bool {
 #[derive(Debug, Default)]
 pub struct Policy {
     servers: HashMap<String, ServerRules>,
+    /// Every group an `allow` or `deny` names: the only ones that change what a caller sees.
+    named: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +120,28 @@ impl Policy {
             .iter()
             .map(|(name, access)| (name.clone(), ServerRules::new(access)))
             .collect();
-        Self { servers }
+        let rules = config.servers.values().flat_map(|server| {
+            let entries = [&server.tools, &server.prompts, &server.resources];
+            std::iter::once(&server.rule).chain(entries.into_iter().flat_map(|e| e.values()))
+        });
+        let named = rules
+            .flat_map(|rule| rule.allow.iter().chain(&rule.deny).flatten())
+            .cloned()
+            .collect();
+        Self { servers, named }
+    }
+
+    /// The caller's groups that some rule names, sorted and once each: callers with the same
+    /// relevant groups see the same items, however many other groups they have.
+    pub fn relevant(&self, groups: &[Arc<str>]) -> Box<[Arc<str>]> {
+        let mut relevant: Vec<Arc<str>> = groups
+            .iter()
+            .filter(|group| self.named.contains(&***group))
+            .cloned()
+            .collect();
+        relevant.sort();
+        relevant.dedup();
+        relevant.into()
     }
 
     /// Whether no rule restricts anything: then nobody's view needs filtering.
@@ -229,6 +252,13 @@ mod tests {
         assert!(!may(&p, "t", &[]));
         let nobody = policy(rule(Some(&[]), None), &[]);
         assert!(!may(&nobody, "t", &["admins"]));
+    }
+
+    #[test]
+    fn only_groups_that_rules_name_tell_callers_apart() {
+        let p = policy(rule(Some(&["admins"]), Some(&["contractors"])), &[]);
+        let relevant = p.relevant(&groups(&["x", "contractors", "admins", "y", "admins"]));
+        assert_eq!(&*relevant, &*groups(&["admins", "contractors"]));
     }
 
     #[test]

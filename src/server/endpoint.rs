@@ -255,6 +255,13 @@ async fn request(
             session.untrack(&id);
             body::json(StatusCode::OK, &response)
         }
+        Reply::Challenged {
+            challenge,
+            response,
+        } => {
+            session.untrack(&id);
+            answer::challenged(&challenge, &response, None)
+        }
         Reply::Relayed(relay) => {
             let era = Era::Handshake {
                 log_level: session.log_level_index(),
@@ -286,7 +293,8 @@ async fn post_batch(
             Some(Kind::Request) => {
                 let reply = app.gateway.handle(message, context).await;
                 responses.push(match reply {
-                    Reply::Immediate(response) => response,
+                    // A batch has one status for all its answers: the refusal is an item.
+                    Reply::Immediate(response) | Reply::Challenged { response, .. } => response,
                     Reply::Relayed(mut relay) => {
                         let era = Era::Handshake {
                             log_level: session.log_level_index(),

@@ -25,7 +25,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{Caller, Principal};
+use crate::access::{Caller, ClientCertificate, Credentials, IdentityError};
 use crate::config;
 use crate::gateway::Gateway;
 use crate::tls::server::AcceptorHandle;
@@ -52,17 +52,16 @@ pub struct App {
     // Swapped on reload; whether HTTPS is on at all is fixed at start (it is the listener's
     // protocol).
     tls: Option<AcceptorHandle>,
+    /// `[server.client_identification]`, swapped on reload.
+    identification: arc_swap::ArcSwap<config::ClientIdentification>,
 }
-
-/// The verified subject of the client's certificate (mutual TLS).
-#[derive(Debug, Clone)]
-pub struct ClientSubject(pub Arc<str>);
 
 /// The connection a request came on, in each request's extensions.
 #[derive(Debug, Clone)]
 struct Peer {
     address: std::net::SocketAddr,
-    subject: Option<ClientSubject>,
+    /// The verified client certificate (mutual TLS).
+    certificate: Option<Arc<ClientCertificate>>,
 }
 
 impl App {
@@ -92,6 +91,9 @@ impl App {
             limits: config.server.limits,
             bodies: request_body::BodyBudget::new(&config.server.limits),
             tls: acceptor,
+            identification: arc_swap::ArcSwap::from_pointee(
+                config.server.client_identification.clone(),
+            ),
         })
     }
 
@@ -99,6 +101,8 @@ impl App {
     /// address and the endpoint paths need a restart, which is logged.
     pub fn reload(&self, config: &config::Config) {
         self.guard.store(Arc::new(Guard::new(&config.server)));
+        self.identification
+            .store(Arc::new(config.server.client_identification.clone()));
         let mcp_path = config.mcp.enabled.then(|| config.mcp.path.clone());
         let health_path = config
             .server
@@ -155,7 +159,8 @@ impl App {
             .get::<Peer>()
             .cloned()
             .expect("BUG: every connection tags its requests with its peer");
-        if let Some(ClientSubject(subject)) = &peer.subject {
+        if let Some(certificate) = &peer.certificate {
+            let subject = &certificate.subject;
             tracing::info!(client = %subject, method = %request.method(), path, "request");
         }
         // Before any route: `/health` and `/metrics` must not be readable through a rebound name.
@@ -176,7 +181,17 @@ impl App {
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
         }
-        let caller = Arc::new(caller(&peer));
+        let caller = match caller(&peer, request.headers(), &self.identification.load()) {
+            Ok(caller) => Arc::new(caller),
+            Err(refused) => {
+                tracing::warn!(%refused, "request refused");
+                return Ok(body::rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    crate::mcp::jsonrpc::INVALID_REQUEST,
+                    refused.to_string(),
+                ));
+            }
+        };
         let response = match *request.method() {
             Method::POST => endpoint::post(&self, request, caller).await,
             Method::GET => endpoint::get(&self, &request, &caller),
@@ -194,14 +209,19 @@ impl App {
     }
 }
 
-/// The caller a request acts for: the verified client certificate's subject when there is one.
-fn caller(peer: &Peer) -> Caller {
-    let mut caller = Caller::anonymous(peer.address.ip());
-    if let Some(ClientSubject(subject)) = &peer.subject {
-        caller.principal = Principal::Certificate(subject.clone());
-        caller.certificate = Some(subject.clone());
-    }
-    caller
+/// The caller a request acts for (see [`crate::access::identity`]).
+fn caller(
+    peer: &Peer,
+    headers: &http::HeaderMap,
+    identification: &config::ClientIdentification,
+) -> Result<Caller, IdentityError> {
+    let credentials = Credentials {
+        address: peer.address.ip(),
+        certificate: peer.certificate.as_deref(),
+        headers,
+        claims: None,
+    };
+    crate::access::identity::identify(identification, credentials)
 }
 
 /// Serves `listener` until `shutdown`, then drains requests in flight for at most `drain`.
@@ -248,10 +268,10 @@ pub async fn run(
                         accepted = handshake => accepted,
                         () = shutdown.cancelled() => None,
                     };
-                    let Some((stream, subject)) = accepted else {
+                    let Some((stream, certificate)) = accepted else {
                         return;
                     };
-                    serve_connection(&builder, &shutdown, app, stream, subject, peer).await;
+                    serve_connection(&builder, &shutdown, app, stream, certificate, peer).await;
                 }
             }
         });
@@ -292,7 +312,7 @@ async fn serve_connection<I>(
     shutdown: &CancellationToken,
     app: Arc<App>,
     io: I,
-    subject: Option<ClientSubject>,
+    certificate: Option<Arc<ClientCertificate>>,
     peer: std::net::SocketAddr,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -302,7 +322,7 @@ async fn serve_connection<I>(
     let requests = activity.clone();
     let tag = Peer {
         address: peer,
-        subject,
+        certificate,
     };
     let service = service_fn(move |mut request: Request<Incoming>| {
         let in_flight = requests.begin();
@@ -319,8 +339,8 @@ async fn serve_connection<I>(
     connection::supervise(connection, activity, limits, shutdown.clone(), peer).await;
 }
 
-/// The server side of the handshake; the verified client subject when client certificates are
-/// required. A failed handshake is logged and the connection dropped.
+/// The server side of the handshake; the verified client certificate when client certificates
+/// are required. A failed handshake is logged and the connection dropped.
 async fn accept_tls(
     acceptor: &openssl::ssl::SslAcceptor,
     stream: tokio::net::TcpStream,
@@ -328,7 +348,7 @@ async fn accept_tls(
     timeout: Duration,
 ) -> Option<(
     tokio_openssl::SslStream<tokio::net::TcpStream>,
-    Option<ClientSubject>,
+    Option<Arc<ClientCertificate>>,
 )> {
     let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
     let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
@@ -349,11 +369,11 @@ async fn accept_tls(
             return None;
         }
     }
-    let subject = stream
+    let certificate = stream
         .ssl()
         .peer_certificate()
-        .map(|cert| ClientSubject(crate::tls::subject_text(&cert).into()));
-    Some((stream, subject))
+        .map(|cert| Arc::new(ClientCertificate::from_x509(&cert)));
+    Some((stream, certificate))
 }
 
 async fn expire_sessions(app: Arc<App>, shutdown: CancellationToken) {
