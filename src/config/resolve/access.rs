@@ -271,3 +271,126 @@ fn group_source_missing(identification: &ClientIdentification) -> Option<&'stati
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::resolve;
+    use crate::config::model::{CertificateField, ClaimPath, IdentitySource};
+
+    fn problems(text: &str) -> Vec<String> {
+        let error = resolve(text, Path::new("n.toml"), &|_| None).expect_err("should be rejected");
+        let lines = error.problems().iter().map(|p| p.to_string());
+        lines
+            .map(|line| line.trim_start_matches("n.toml:").to_string())
+            .collect()
+    }
+
+    const IDENTIFICATION: &str = "[server.client_identification]\nenabled = true\n\
+        client_id.jwt_claim = \"sub\"\ngroup_id.jwt_claim = \"realm_access.roles\"\n\
+        validation.group_values = [\"admins\", \"users\"]\n";
+
+    #[test]
+    fn nexus_keys_resolve_with_dotted_claims() {
+        let text = format!(
+            "{IDENTIFICATION}[mcp.servers.a]\ncmd = [\"x\"]\nallow = [\"admins\"]\ndeny = [\"users\"]\n\
+             required_scopes = [\"a:read\"]\n[mcp.servers.a.tools.echo]\nallow = [\"users\"]\n\
+             [mcp.servers.a.resources.\"fixture://item/{{id}}\"]\ndeny = []\n"
+        );
+        let config = resolve(&text, Path::new("n.toml"), &|_| None).unwrap();
+        let identification = &config.server.client_identification;
+        assert!(identification.enabled);
+        assert_eq!(
+            identification.group_id,
+            Some(IdentitySource::JwtClaim(ClaimPath(vec![
+                "realm_access".into(),
+                "roles".into()
+            ])))
+        );
+        let access = &config.mcp.access.servers["a"];
+        assert_eq!(
+            access.rule.required_scopes.as_deref(),
+            Some(&["a:read".to_owned()][..])
+        );
+        assert!(
+            access.tools["echo"]
+                .allow
+                .as_ref()
+                .unwrap()
+                .contains("users")
+        );
+        assert!(access.resources.contains_key("fixture://item/{id}"));
+        // A server without rules has no entry; changing rules never touches `servers`.
+        let plain = resolve(
+            "[mcp.servers.b]\ncmd = [\"x\"]\n",
+            Path::new("n.toml"),
+            &|_| None,
+        );
+        assert!(plain.unwrap().mcp.access.servers.is_empty());
+    }
+
+    #[test]
+    fn groups_must_be_known_and_have_a_source() {
+        let text = format!(
+            "{IDENTIFICATION}[mcp.servers.a]\ncmd = [\"x\"]\nallow = [\"admins\", \"admns\"]\n\
+             [mcp.servers.a.prompts.greet]\ndeny = [\"guests\"]\n"
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "8:20: mcp.servers.a.allow: group `admns` is not in server.client_identification.validation.group_values \
+                 (admins, users); fix the group's spelling, or add it to group_values",
+                "10:9: mcp.servers.a.prompts.greet.deny: group `guests` is not in \
+                 server.client_identification.validation.group_values (admins, users); fix the group's spelling, or add \
+                 it to group_values",
+            ]
+        );
+        assert_eq!(
+            problems("[mcp.servers.a]\ncmd = [\"x\"]\nallow = [\"admins\"]\n"),
+            [
+                "3:10: mcp.servers.a.allow: groups are named here, but [server.client_identification] is not enabled, \
+                 so no caller has a group; enable it with a group source, e.g. [server.client_identification] \
+                 enabled = true, group_id = { jwt_claim = \"groups\" }"
+            ]
+        );
+    }
+
+    #[test]
+    fn claim_paths_headers_and_certificate_fields_are_checked() {
+        let text = "[server.client_identification]\nenabled = true\nclient_id.jwt_claim = \"realm..sub\"\n\
+                    group_id = { http_header = \"X Group\" }\n";
+        assert_eq!(
+            problems(text),
+            [
+                "3:23: server.client_identification.client_id.jwt_claim: claim path `realm..sub` has an empty segment \
+                 (paths are claim names joined by `.`); write a claim name such as \"sub\" or a nested one such as \
+                 \"realm_access.roles\"",
+                "4:28: server.client_identification.group_id.http_header: `X Group` is not a valid header name; use a \
+                 header name such as \"X-Client-Id\"",
+            ]
+        );
+        let text = "[server.client_identification]\nclient_id = { certificate = \"cn\" }\n\
+                    [server.client_identification.certificate_groups]\nalice = [\"admins\"]\n";
+        assert_eq!(
+            problems(text),
+            [
+                "2:29: server.client_identification.client_id.certificate: clients present no certificate: [server.tls] \
+                 has no `client_ca_cert_path`; set [server.tls] client_ca_cert_path, or read the client id from a claim \
+                 or header"
+            ]
+        );
+        let text = "[server.client_identification]\nclient_id = { jwt_claim = \"sub\", http_header = \"X\" }\n\
+                    group_id = { certificate = \"san:dns\" }\n";
+        assert_eq!(
+            problems(text),
+            [
+                "2:13: server.client_identification.client_id: set exactly one of `jwt_claim`, `http_header` or \
+                 `certificate`; write e.g. client_id = { jwt_claim = \"sub\" }",
+                "3:28: server.client_identification.group_id.certificate: a certificate names its holder, not groups; \
+                 map certificate identities to groups in [server.client_identification.certificate_groups]",
+            ]
+        );
+        assert_eq!(CertificateField::default().name(), "cn");
+    }
+}
