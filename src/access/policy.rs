@@ -86,11 +86,13 @@ pub fn admits(access: Option<&Arc<Access>>, caller: &Caller) -> bool {
 }
 
 /// The access policy of every server, resolved: one [`Access`] per server and entry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Policy {
     servers: HashMap<String, ServerRules>,
     /// Every group an `allow` or `deny` names: the only ones that change what a caller sees.
     named: BTreeSet<String>,
+    /// No rule restricts anything (read on every list, so computed once).
+    open: bool,
 }
 
 #[derive(Debug, Default)]
@@ -112,10 +114,16 @@ pub enum Item {
     Resource,
 }
 
+impl Default for Policy {
+    fn default() -> Self {
+        Self::new(&AccessPolicy::default())
+    }
+}
+
 impl Policy {
     /// Resolves `[mcp.servers.*]` rules.
     pub fn new(config: &AccessPolicy) -> Self {
-        let servers = config
+        let servers: HashMap<String, ServerRules> = config
             .servers
             .iter()
             .map(|(name, access)| (name.clone(), ServerRules::new(access)))
@@ -128,7 +136,12 @@ impl Policy {
             .flat_map(|rule| rule.allow.iter().chain(&rule.deny).flatten())
             .cloned()
             .collect();
-        Self { servers, named }
+        let open = servers.values().all(ServerRules::is_open);
+        Self {
+            servers,
+            named,
+            open,
+        }
     }
 
     /// The caller's groups that some rule names, sorted and once each: callers with the same
@@ -146,7 +159,7 @@ impl Policy {
 
     /// Whether no rule restricts anything: then nobody's view needs filtering.
     pub fn is_empty(&self) -> bool {
-        self.servers.values().all(ServerRules::is_open)
+        self.open
     }
 
     /// The rules of a server as a whole (what decides whether it may be named to a caller).
