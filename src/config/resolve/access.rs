@@ -20,16 +20,6 @@ use crate::config::template::join;
 
 const IDENTIFICATION: &str = "server.client_identification";
 
-/// The rule keys of one `[mcp.servers.NAME]` table.
-pub(super) struct RawServerAccess {
-    pub allow: Option<Vec<Spanned<String>>>,
-    pub deny: Option<Vec<Spanned<String>>>,
-    pub required_scopes: Option<Vec<String>>,
-    pub tools: Option<BTreeMap<String, RawAccessRule>>,
-    pub prompts: Option<BTreeMap<String, RawAccessRule>>,
-    pub resources: Option<BTreeMap<String, RawAccessRule>>,
-}
-
 impl Cx<'_> {
     /// `[server.client_identification]`; `client_ca` says whether clients present certificates.
     pub(super) fn client_identification(
@@ -166,22 +156,19 @@ impl Cx<'_> {
         parsed.map(IdentitySource::Certificate)
     }
 
-    /// The rules of one server (`key` is `mcp.servers.NAME`); `None` when it has none.
+    /// The rules of one server (`key` is `mcp.servers.NAME`): its own, then its `tools`,
+    /// `prompts` and `resources` entries; `None` when it has none.
     pub(super) fn server_access(
         &mut self,
-        raw: RawServerAccess,
         key: &str,
+        rule: RawAccessRule,
+        [tools, prompts, resources]: [Option<BTreeMap<String, RawAccessRule>>; 3],
     ) -> Option<ServerAccess> {
-        let rule = RawAccessRule {
-            allow: raw.allow,
-            deny: raw.deny,
-            required_scopes: raw.required_scopes,
-        };
         let access = ServerAccess {
             rule: self.access_rule(rule, key),
-            tools: self.access_entries(raw.tools, &join(key, "tools")),
-            prompts: self.access_entries(raw.prompts, &join(key, "prompts")),
-            resources: self.access_entries(raw.resources, &join(key, "resources")),
+            tools: self.access_entries(tools, &join(key, "tools")),
+            prompts: self.access_entries(prompts, &join(key, "prompts")),
+            resources: self.access_entries(resources, &join(key, "resources")),
         };
         (access != ServerAccess::default()).then_some(access)
     }

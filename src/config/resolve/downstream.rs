@@ -8,14 +8,13 @@ use serde_spanned::Spanned;
 use toml::de::DeValue;
 
 use super::Cx;
-use super::access::RawServerAccess;
 use crate::config::model::{
     AccessPolicy, Auth, Downstream, Http, HttpProtocol, Limits, RateLimit, ServerAccess,
     StderrTarget, Stdio, Transport,
 };
 use crate::config::raw::{
-    RawAuth, RawAuthKind, RawClientTls, RawDownstream, RawDuration, RawProtocol, RawRateLimits,
-    RawStderr,
+    RawAccessRule, RawAuth, RawAuthKind, RawClientTls, RawDownstream, RawDuration, RawProtocol,
+    RawRateLimits, RawStderr,
 };
 use crate::config::template::join;
 use crate::mcp::{era, version};
@@ -69,15 +68,13 @@ impl Cx<'_> {
         let key = join("mcp.servers", name.get_ref());
         self.check_name(&name, &key);
         let raw: RawDownstream = self.section(value, &key)?;
-        let rules = RawServerAccess {
+        let rule = RawAccessRule {
             allow: raw.allow,
             deny: raw.deny,
             required_scopes: raw.required_scopes,
-            tools: raw.tools,
-            prompts: raw.prompts,
-            resources: raw.resources,
         };
-        let access = self.server_access(rules, &key);
+        let entries = [raw.tools, raw.prompts, raw.resources];
+        let access = self.server_access(&key, rule, entries);
         let call_timeout = self
             .timeout(raw.call_timeout, &join(&key, "call_timeout"))
             .unwrap_or(timeout);
