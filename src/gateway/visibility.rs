@@ -78,3 +78,26 @@ impl Views {
         listing
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_are_built_once_per_group_set_and_their_number_is_capped() {
+        let views = Views::default();
+        let mut builds = 0;
+        for round in 0..2 {
+            for n in 0..MAX_VIEWS + 10 {
+                let key: Box<[Arc<str>]> = vec![Arc::from(format!("g{n}"))].into();
+                views.get_or_build(key, |_| {
+                    builds += 1;
+                    Listing::default()
+                });
+            }
+            assert_eq!(views.built.len(), MAX_VIEWS, "round {round}");
+        }
+        // The first round builds every set; the second only those beyond the cap.
+        assert_eq!(builds, MAX_VIEWS + 10 + 10);
+    }
+}

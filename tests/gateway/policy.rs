@@ -520,3 +520,36 @@ async fn a_session_belongs_to_the_certificate_that_opened_it() {
     );
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stateless_era_hides_and_challenges_the_same_way() {
+    let gateway = Gateway::start(&header_identity("direct"), 1).await;
+    let post = |name: &str| {
+        let (mut headers, body) = crate::stateless::tools_call(name, json!({"message": "m"}));
+        headers.extend(identity("ursula", Some("users")));
+        let url = gateway.url.clone();
+        async move { raw(Method::POST, &url, headers, Some(&body)).await }
+    };
+    let (hidden_status, _, hidden) = post("a__echo").await;
+    let (missing_status, _, missing) = post("a__nope").await;
+    assert_eq!(hidden_status, missing_status);
+    assert_eq!(missing_status, StatusCode::BAD_REQUEST);
+    let (hidden, missing) = (
+        String::from_utf8_lossy(&hidden),
+        String::from_utf8_lossy(&missing),
+    );
+    assert_eq!(
+        hidden.replace("a__echo", "NAME"),
+        missing.replace("a__nope", "NAME")
+    );
+    let (status, headers, body) = post("a__sleep").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("scope=\"fixture:sleep\""), "{challenge}");
+    gateway.stop().await;
+}
