@@ -44,6 +44,9 @@ fn check(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     // Hidden credentials may hold the passwords and PINs the material needs (see
     // `check_without_credentials`); the gateway checks it again when it reloads.
     let refused = if unchecked {
@@ -160,6 +163,7 @@ fn serve(cli: &Cli, path: &std::path::Path) -> ExitCode {
     if let Some(address) = cli.listen_address {
         config.server.listen_address = address;
     }
+    log_warnings(&config);
     if config.mcp.servers.is_empty() {
         tracing::warn!(config = %path.display(), "no [mcp.servers.NAME] configured: the gateway serves an empty catalog");
     }
@@ -229,6 +233,13 @@ async fn run(config: config::Config, path: PathBuf) -> Result<(), String> {
     result
 }
 
+/// What `nexus check` warns about, in the log of the gateway that runs the configuration.
+fn log_warnings(config: &config::Config) {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+}
+
 /// `STATUS=` text for the downstreams of `nexus`.
 fn status(nexus: &nexus::Nexus) -> String {
     let (connected, total) = nexus.status();
@@ -244,6 +255,7 @@ async fn reload(nexus: &nexus::Nexus, path: &Path) {
             return;
         }
     };
+    log_warnings(&config);
     match nexus.reload(&config).await {
         // Per-server TLS failures were logged where they happened (old material kept).
         Ok((report, _tls)) => tracing::info!(

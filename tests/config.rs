@@ -281,7 +281,8 @@ fn every_problem_in_a_file_is_reported() {
         report(text),
         [
             "nexus.toml:2:1: server: unknown key `listen` (expected one of `listen_address`, `allowed_hosts`, \
-             `allowed_origins`, `health`, `metrics`, `tls`, `limits`); fix the spelling or remove it",
+             `allowed_origins`, `health`, `metrics`, `tls`, `limits`, `cors`, `csrf`, `client_identification`); fix \
+             the spelling or remove it",
             "nexus.toml:4:14: mcp.servers.a: server 'a': set exactly one of `cmd` (stdio) or `url` (HTTP); add `cmd \
              = [\"program\", \"arg\"]` for a child process or `url = \"https://host/mcp\"`",
             "nexus.toml:8:24: mcp.servers.b.tls.verify_certs: invalid type: integer `1`, expected a boolean; fix the \

@@ -92,6 +92,8 @@ pub(crate) struct Problems<'a> {
     file: &'a Path,
     text: &'a str,
     list: Vec<Problem>,
+    /// Allowed but suspicious settings.
+    warnings: Vec<Problem>,
     /// Spans of values that referenced an unset variable. Their text was expanded with the
     /// variable empty, so anything else wrong with them is a consequence already reported.
     unset: Vec<Range<usize>>,
@@ -115,6 +117,7 @@ impl<'a> Problems<'a> {
             file,
             text,
             list: Vec::new(),
+            warnings: Vec::new(),
             unset: Vec::new(),
             templated: Vec::new(),
         }
@@ -122,24 +125,51 @@ impl<'a> Problems<'a> {
 
     /// Records a problem at `span` unless it lies in a value already blamed on an unset variable.
     pub(crate) fn push(&mut self, span: Range<usize>, key: &str, message: String, fix: &str) {
+        if let Some(problem) = self.problem(span, key, message, fix) {
+            self.list.push(problem);
+        }
+    }
+
+    /// Records a warning: allowed, but probably not meant (`nexus check` shows it, the
+    /// gateway logs it at start).
+    pub(crate) fn warn(&mut self, span: Range<usize>, key: &str, message: String, fix: &str) {
+        if let Some(problem) = self.problem(span, key, message, fix) {
+            self.warnings.push(problem);
+        }
+    }
+
+    /// The warnings recorded so far, in file order.
+    pub(crate) fn take_warnings(&mut self) -> Vec<Problem> {
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.sort_by_key(|p| (p.line, p.column));
+        warnings
+    }
+
+    fn problem(
+        &self,
+        span: Range<usize>,
+        key: &str,
+        message: String,
+        fix: &str,
+    ) -> Option<Problem> {
         if self
             .unset
             .iter()
             .any(|u| u.start <= span.start && span.end <= u.end)
         {
-            return;
+            return None;
         }
         let message = self.redact(&span, message);
         let fix = self.redact_fix(fix);
         let (line, column) = self.locate(span.start);
-        self.list.push(Problem {
+        Some(Problem {
             file: self.file.to_path_buf(),
             line,
             column,
             key: key.to_string(),
             message,
             fix,
-        });
+        })
     }
 
     /// Records that the value at `span` names the unset environment variable `name`.

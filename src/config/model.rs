@@ -21,6 +21,9 @@ pub struct Config {
     pub mcp: Mcp,
     /// `[pkcs11]`: defaults for every `pkcs11:` URI.
     pub pkcs11: Pkcs11Defaults,
+    /// What `nexus check` warns about (and the gateway logs at start): allowed, but likely a
+    /// mistake.
+    pub warnings: Vec<super::Problem>,
 }
 
 /// `[server]`.
@@ -42,6 +45,12 @@ pub struct Server {
     pub allowed_origins: Vec<String>,
     /// `[server.limits]`: what one client may cost the gateway.
     pub limits: ServerLimits,
+    /// `[server.cors]`: which web pages may call the gateway from a browser; `None` (the table
+    /// absent) grants no cross-origin access.
+    pub cors: Option<Cors>,
+    /// `[server.csrf]`: the header every state-changing request must carry; `None` when
+    /// `enabled = false` (the default).
+    pub csrf: Option<http::HeaderName>,
     /// `[server.client_identification]`: who a caller is and which groups they are in.
     pub client_identification: ClientIdentification,
 }
@@ -147,6 +156,48 @@ pub struct AccessRule {
     pub deny: Option<std::collections::BTreeSet<String>>,
     /// `required_scopes`: OAuth scopes a call needs.
     pub required_scopes: Option<Vec<String>>,
+}
+
+/// `[server.cors]`: the CORS grant for browser clients (keys and defaults as in Nexus).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// `allow_origins`: `"*"` or a list of origins, each exact (`https://app.example.com`,
+    /// lowercase, default port dropped) or a glob (`https://*.example.com`); default none.
+    pub allow_origins: AnyOr<OriginPattern>,
+    /// `allow_methods`; default `GET, POST, DELETE` (the MCP endpoint's). OPTIONS is always
+    /// added to a list.
+    pub allow_methods: Option<AnyOr<http::Method>>,
+    /// `allow_headers`; default none beyond the MCP request headers, which are always allowed.
+    pub allow_headers: AnyOr<http::HeaderName>,
+    /// `expose_headers`; default none beyond `Mcp-Session-Id`, `WWW-Authenticate` and
+    /// `Retry-After`, which are always exposed.
+    pub expose_headers: AnyOr<http::HeaderName>,
+    /// `allow_credentials`, default false: browsers may send cookies and client certificates.
+    pub allow_credentials: bool,
+    /// `max_age`: how long a browser may cache a preflight answer; default unset (the
+    /// browser's own default, 5 s in Chromium).
+    pub max_age: Option<Duration>,
+    /// `allow_private_network`, default false: answer Private Network Access preflights, so
+    /// a public page may reach a gateway on a private address.
+    pub allow_private_network: bool,
+}
+
+/// `"*"` (anything) or an explicit list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyOr<T> {
+    /// `"*"`.
+    Any,
+    /// The values listed (possibly none).
+    List(Vec<T>),
+}
+
+/// One entry of `allow_origins`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPattern {
+    /// `scheme://host[:port]`, compared with a request's `Origin` exactly.
+    Exact(String),
+    /// An entry with glob characters (`*?[]{}!\`), matched with `fast-glob` as Nexus does.
+    Glob(String),
 }
 
 /// `[server.limits]`: bounds on connections, requests and sessions, so that no client (with

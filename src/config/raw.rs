@@ -33,6 +33,10 @@ pub(crate) struct RawServer {
     pub tls: Option<Spanned<RawServerTls>>,
     /// `[server.limits]`; defaults in the model's `ServerLimits`.
     pub limits: Option<RawServerLimits>,
+    /// `[server.cors]`; default no cross-origin access.
+    pub cors: Option<Spanned<RawCors>>,
+    /// `[server.csrf]`; default disabled.
+    pub csrf: Option<RawCsrf>,
     /// `[server.client_identification]`; default off.
     pub client_identification: Option<Spanned<RawClientIdentification>>,
 }
@@ -74,6 +78,74 @@ pub(crate) struct RawIdentitySource {
 pub(crate) struct RawIdentityValidation {
     /// The groups that exist; default empty (any group).
     pub group_values: Option<Vec<Spanned<String>>>,
+}
+
+/// `[server.cors]` (Nexus's keys).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawCors {
+    /// Default false.
+    pub allow_credentials: Option<Spanned<bool>>,
+    /// `"*"`, one origin or a list; default none.
+    pub allow_origins: Option<Spanned<RawList>>,
+    /// Default unset.
+    pub max_age: Option<Spanned<RawDuration>>,
+    /// `"*"`, one method or a list; default the MCP endpoint's methods.
+    pub allow_methods: Option<Spanned<RawList>>,
+    /// `"*"`, one header or a list; default the MCP request headers.
+    pub allow_headers: Option<Spanned<RawList>>,
+    /// `"*"`, one header or a list; default the MCP response headers.
+    pub expose_headers: Option<Spanned<RawList>>,
+    /// Default false.
+    pub allow_private_network: Option<bool>,
+}
+
+/// `[server.csrf]` (Nexus's keys).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawCsrf {
+    /// Default false.
+    pub enabled: Option<bool>,
+    /// Default `X-Nexus-CSRF-Protection`.
+    pub header_name: Option<Spanned<String>>,
+}
+
+/// A string or an array of strings, as Nexus's CORS keys take them (`"*"` is read by
+/// `resolve`).
+#[derive(Debug)]
+pub(crate) enum RawList {
+    /// `key = "value"`.
+    One(String),
+    /// `key = ["value", ...]`, each with its position.
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawList {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
+struct ListVisitor;
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = RawList;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"*\", a string or an array of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<RawList, E> {
+        Ok(RawList::One(v.to_owned()))
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawList, A::Error> {
+        let mut values = Vec::new();
+        while let Some(value) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(RawList::Many(values))
+    }
 }
 
 /// `[server.limits]`.

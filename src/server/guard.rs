@@ -22,6 +22,8 @@ pub struct Guard {
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
     loopback: bool,
+    /// `[server.cors] allow_origins`: an origin granted there is accepted here too.
+    cors_origins: Option<config::AnyOr<config::OriginPattern>>,
 }
 
 /// Why a request was refused.
@@ -50,7 +52,9 @@ pub enum Refused {
         authority: String,
     },
     /// The `Origin` header names a site that may not call this gateway.
-    #[error("Origin `{0}` is not allowed; add it to [server] allowed_origins")]
+    #[error(
+        "Origin `{0}` is not allowed; add it to [server.cors] allow_origins (a web page) or [server] allowed_origins"
+    )]
     Origin(String),
     /// `Origin` is not `scheme://host[:port]`, or there are several.
     #[error("Origin `{0}` is not a valid scheme://host[:port] origin")]
@@ -67,11 +71,15 @@ struct Authority {
 impl Guard {
     /// The guard for `[server]`.
     pub fn new(server: &config::Server) -> Self {
-        Self::for_address(
+        let guard = Self::for_address(
             server.listen_address,
             &server.allowed_hosts,
             &server.allowed_origins,
-        )
+        );
+        Self {
+            cors_origins: server.cors.as_ref().map(|cors| cors.allow_origins.clone()),
+            ..guard
+        }
     }
 
     /// The guard for a listener on `address` with explicit allow-lists (empty = defaults).
@@ -83,6 +91,7 @@ impl Guard {
                 .map(|origin| origin.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             loopback: address.ip().is_loopback(),
+            cors_origins: None,
         }
     }
 
@@ -100,6 +109,10 @@ impl Guard {
         let text = visible(origin);
         if origins.next().is_some() {
             return Err(Refused::MalformedOrigin(echo(text)));
+        }
+        let granted = self.cors_origins.as_ref();
+        if granted.is_some_and(|origins| super::browser::allows(origins, text)) {
+            return Ok(());
         }
         let lowered = text.trim_end_matches('/').to_ascii_lowercase();
         if !self.allowed_origins.is_empty() {
@@ -268,6 +281,23 @@ mod tests {
         );
         assert!(check(&guard, "gw.corp:8000", Some("https://app.corp/")).is_ok());
         assert!(check(&guard, "localhost:8000", None).is_err());
+    }
+
+    #[test]
+    fn an_origin_granted_by_cors_passes_beside_the_defaults() {
+        let cors = config::AnyOr::List(vec![config::OriginPattern::Glob("https://*.corp".into())]);
+        let guard = Guard {
+            cors_origins: Some(cors),
+            ..Guard::for_address("127.0.0.1:8000".parse().unwrap(), &[], &[])
+        };
+        assert!(check(&guard, "localhost:8000", Some("https://app.corp")).is_ok());
+        assert!(check(&guard, "localhost:8000", Some("http://localhost:3000")).is_ok());
+        assert!(check(&guard, "localhost:8000", Some("https://evil.example")).is_err());
+        assert_eq!(
+            check(&guard, "evil.example:8000", Some("https://app.corp")),
+            Err(Refused::Host("evil.example:8000".into())),
+            "the Host check still comes first"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod answer;
 mod body;
+mod browser;
 mod connection;
 mod endpoint;
 pub mod guard;
@@ -41,6 +42,8 @@ pub struct App {
     sessions: Sessions,
     held: held::HeldCalls,
     guard: arc_swap::ArcSwap<Guard>,
+    /// `[server.cors]` and `[server.csrf]`, swapped on reload with the guard.
+    browser: arc_swap::ArcSwap<browser::Browser>,
     mcp_path: Option<String>,
     health_path: Option<String>,
     /// Cancelled at shutdown: ends `subscriptions/listen` streams, which never end by themselves.
@@ -76,6 +79,7 @@ impl App {
             sessions: Sessions::new(&config.server.limits),
             held: held::HeldCalls::default(),
             guard: arc_swap::ArcSwap::from_pointee(Guard::new(&config.server)),
+            browser: arc_swap::ArcSwap::from_pointee(browser::Browser::new(&config.server)),
             mcp_path: config.mcp.enabled.then(|| config.mcp.path.clone()),
             health_path: config
                 .server
@@ -97,10 +101,12 @@ impl App {
         })
     }
 
-    /// Applies the reloadable parts of `[server]` (allowed hosts and origins). The listen
+    /// Applies the reloadable parts of `[server]` (allowed hosts and origins, CORS, CSRF). The listen
     /// address and the endpoint paths need a restart, which is logged.
     pub fn reload(&self, config: &config::Config) {
         self.guard.store(Arc::new(Guard::new(&config.server)));
+        self.browser
+            .store(Arc::new(browser::Browser::new(&config.server)));
         self.identification
             .store(Arc::new(config.server.client_identification.clone()));
         let mcp_path = config.mcp.enabled.then(|| config.mcp.path.clone());
@@ -152,6 +158,7 @@ impl App {
     async fn route(
         self: Arc<Self>,
         request: Request<Incoming>,
+        browser: &browser::Browser,
     ) -> Result<Response<Body>, Infallible> {
         let path = request.uri().path();
         let peer = request
@@ -171,6 +178,9 @@ impl App {
                 crate::mcp::jsonrpc::INVALID_REQUEST,
                 refused.to_string(),
             ));
+        }
+        if let Some(answer) = browser.intercept(&request) {
+            return Ok(answer);
         }
         if self.health_path.as_deref() == Some(path) && request.method() == Method::GET {
             return Ok(endpoint::health(&self));
@@ -329,7 +339,7 @@ async fn serve_connection<I>(
         request.extensions_mut().insert(tag.clone());
         let app = app.clone();
         async move {
-            let response = app.route(request).await?;
+            let response = browser::serve(app, request).await?;
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
         }
     });

@@ -1,5 +1,7 @@
 //! Integration tests of the gateway against real MCP software, in one test binary.
 
+mod browser;
+mod chromium;
 mod cli;
 mod conformance;
 mod dual_era;

@@ -6,6 +6,7 @@
 //! recorded as a problem with the key's position.
 
 mod access;
+mod browser;
 mod downstream;
 mod files;
 mod limits;
@@ -53,7 +54,8 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         pkcs11: Pkcs11Defaults::default(),
         identification: ClientIdentification::default(),
     };
-    let config = cx.document(doc, path);
+    let mut config = cx.document(doc, path);
+    config.warnings = cx.problems.take_warnings();
     cx.problems.finish(config)
 }
 
@@ -133,6 +135,7 @@ impl Cx<'_> {
             server: self.server(server),
             pkcs11: self.pkcs11.clone(),
             mcp: self.mcp(mcp),
+            warnings: Vec::new(),
         }
     }
 

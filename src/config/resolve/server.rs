@@ -40,6 +40,8 @@ impl Cx<'_> {
             allowed_hosts: raw.allowed_hosts.unwrap_or_default(),
             allowed_origins: raw.allowed_origins.unwrap_or_default(),
             limits: self.server_limits(raw.limits.unwrap_or_default()),
+            cors: raw.cors.map(|cors| self.cors(cors)),
+            csrf: self.csrf(raw.csrf),
             client_identification,
         }
     }
