@@ -30,7 +30,17 @@ impl Cx<'_> {
         let Some(raw) = raw else {
             return ClientIdentification::default();
         };
-        let raw = raw.into_inner();
+        let (span, raw) = (raw.span(), raw.into_inner());
+        let sets_more = raw.client_id.is_some()
+            || raw.group_id.is_some()
+            || raw.validation.is_some()
+            || raw.certificate_groups.is_some();
+        if raw.enabled != Some(true) && sets_more {
+            let message = "is not enabled, so its other keys have no effect: no caller gets a client id or groups";
+            let fix = "add `enabled = true`, or remove the table";
+            self.problems
+                .warn(span, IDENTIFICATION, message.to_string(), fix);
+        }
         let defaults = ClientIdentification::default();
         let client_id = raw
             .client_id
@@ -379,5 +389,24 @@ mod tests {
             ]
         );
         assert_eq!(CertificateField::default().name(), "cn");
+    }
+
+    #[test]
+    fn a_table_that_is_not_enabled_is_a_warning() {
+        let text = "[server.client_identification]
+client_id = { jwt_claim = \"sub\" }
+";
+        let config = resolve(text, Path::new("n.toml"), &|_| None).unwrap();
+        let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "n.toml:1:1: server.client_identification: is not enabled, so its other keys have no effect: no \
+                 caller gets a client id or groups; add `enabled = true`, or remove the table"
+            ]
+        );
+        let enabled = "[server.client_identification]\nenabled = true\n";
+        let config = resolve(enabled, Path::new("n.toml"), &|_| None).unwrap();
+        assert!(config.warnings.is_empty());
     }
 }
