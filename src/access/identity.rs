@@ -445,4 +445,52 @@ mod tests {
         assert_eq!(caller.principal, Principal::Header("bob".into()));
         assert_eq!(names(&caller.groups), ["ops"]);
     }
+
+    #[test]
+    fn a_certificate_offers_its_cn_and_first_sans() {
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::hash::MessageDigest;
+        use openssl::pkey::PKey;
+        use openssl::x509::extension::SubjectAlternativeName;
+        use openssl::x509::{X509, X509NameBuilder};
+
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("O", "Example").unwrap();
+        name.append_entry_by_text("CN", "alice").unwrap();
+        let name = name.build();
+        let mut builder = X509::builder().unwrap();
+        builder.set_subject_name(&name).unwrap();
+        builder.set_issuer_name(&name).unwrap();
+        builder.set_pubkey(&key).unwrap();
+        let sans = SubjectAlternativeName::new()
+            .dns("alice.example.com")
+            .dns("second.example.com")
+            .email("alice@example.com")
+            .uri("spiffe://example.com/alice")
+            .build(&builder.x509v3_context(None, None))
+            .unwrap();
+        builder.append_extension(sans).unwrap();
+        builder.sign(&key, MessageDigest::sha256()).unwrap();
+        let certificate = ClientCertificate::from_x509(&builder.build());
+        assert_eq!(&*certificate.subject, "O=Example,CN=alice");
+        let field = |field| certificate.field(field).map(|value| value.to_string());
+        assert_eq!(
+            field(CertificateField::CommonName).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            field(CertificateField::SanDns).as_deref(),
+            Some("alice.example.com")
+        );
+        assert_eq!(
+            field(CertificateField::SanEmail).as_deref(),
+            Some("alice@example.com")
+        );
+        assert_eq!(
+            field(CertificateField::SanUri).as_deref(),
+            Some("spiffe://example.com/alice")
+        );
+    }
 }
