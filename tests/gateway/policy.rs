@@ -117,8 +117,22 @@ impl Caller {
     }
 }
 
-/// The answer to a hidden item is the answer to a missing one, byte for byte, once the one
-/// thing that must differ (the name or URI asked for) is put in place of the other.
+/// An answer and the name or URI it was asked about.
+type Answer<'a> = (StatusCode, &'a [u8], &'a str);
+
+/// The answer about a hidden item is the answer about a missing one, byte for byte, once the
+/// one thing that must differ (the name or URI asked for) is put in place of the other.
+fn assert_same_answer(hidden: Answer<'_>, missing: Answer<'_>) {
+    assert_eq!(hidden.0, missing.0);
+    let text = |(_, body, name): Answer<'_>| String::from_utf8_lossy(body).replace(name, "NAME");
+    let missing_text = text(missing);
+    assert!(
+        missing_text.contains("\"error\""),
+        "should fail: {missing_text}"
+    );
+    assert_eq!(text(hidden), missing_text);
+}
+
 async fn assert_hidden_as_missing(
     caller: &Caller,
     method: &str,
@@ -128,16 +142,9 @@ async fn assert_hidden_as_missing(
 ) {
     let (status_hidden, _, body_hidden) = caller.send(method, json!({key: hidden})).await;
     let (status_missing, _, body_missing) = caller.send(method, json!({key: missing})).await;
-    assert_eq!(status_hidden, status_missing);
-    let hidden_text = String::from_utf8(body_hidden.to_vec()).unwrap();
-    let missing_text = String::from_utf8(body_missing.to_vec()).unwrap();
-    assert!(
-        missing_text.contains("\"error\""),
-        "{method} {missing} should fail: {missing_text}"
-    );
-    assert_eq!(
-        hidden_text.replace(hidden, "NAME"),
-        missing_text.replace(missing, "NAME")
+    assert_same_answer(
+        (status_hidden, &body_hidden, hidden),
+        (status_missing, &body_missing, missing),
     );
 }
 
@@ -269,15 +276,11 @@ async fn search_finds_only_what_the_caller_may_use() {
     // `execute` of a hidden tool answers as `execute` of a missing one.
     let execute =
         |name: &str| json!({"name": "execute", "arguments": {"name": name, "arguments": {}}});
-    let (_, _, hidden) = users.send("tools/call", execute("a__echo")).await;
-    let (_, _, missing) = users.send("tools/call", execute("a__nope")).await;
-    let (hidden, missing) = (
-        String::from_utf8_lossy(&hidden),
-        String::from_utf8_lossy(&missing),
-    );
-    assert_eq!(
-        hidden.replace("a__echo", "NAME"),
-        missing.replace("a__nope", "NAME")
+    let (hidden_status, _, hidden) = users.send("tools/call", execute("a__echo")).await;
+    let (missing_status, _, missing) = users.send("tools/call", execute("a__nope")).await;
+    assert_same_answer(
+        (hidden_status, &hidden, "a__echo"),
+        (missing_status, &missing, "a__nope"),
     );
     gateway.stop().await;
 }
@@ -532,15 +535,10 @@ async fn the_stateless_era_hides_and_challenges_the_same_way() {
     };
     let (hidden_status, _, hidden) = post("a__echo").await;
     let (missing_status, _, missing) = post("a__nope").await;
-    assert_eq!(hidden_status, missing_status);
     assert_eq!(missing_status, StatusCode::BAD_REQUEST);
-    let (hidden, missing) = (
-        String::from_utf8_lossy(&hidden),
-        String::from_utf8_lossy(&missing),
-    );
-    assert_eq!(
-        hidden.replace("a__echo", "NAME"),
-        missing.replace("a__nope", "NAME")
+    assert_same_answer(
+        (hidden_status, &hidden, "a__echo"),
+        (missing_status, &missing, "a__nope"),
     );
     let (status, headers, body) = post("a__sleep").await;
     assert_eq!(
