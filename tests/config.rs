@@ -282,7 +282,7 @@ fn every_problem_in_a_file_is_reported() {
         [
             "nexus.toml:2:1: server: unknown key `listen` (expected one of `listen_address`, `allowed_hosts`, \
              `allowed_origins`, `health`, `metrics`, `tls`, `limits`, `rate_limits`, `client_ip`, `cors`, `csrf`, \
-             `oauth`); fix the spelling or remove it",
+             `oauth`, `client_identification`); fix the spelling or remove it",
             "nexus.toml:4:14: mcp.servers.a: server 'a': set exactly one of `cmd` (stdio) or `url` (HTTP); add `cmd \
              = [\"program\", \"arg\"]` for a child process or `url = \"https://host/mcp\"`",
             "nexus.toml:8:24: mcp.servers.b.tls.verify_certs: invalid type: integer `1`, expected a boolean; fix the \

@@ -17,7 +17,7 @@ pub enum Principal {
         /// `sub` (or the configured client id claim).
         subject: Arc<str>,
     },
-    /// A verified client certificate, by the identity taken from it.
+    /// A verified client certificate, by its whole subject (`CN=...,O=...`).
     Certificate(Arc<str>),
     /// A header set by a trusted proxy in front of the gateway.
     Header(Arc<str>),

@@ -9,12 +9,16 @@ pub mod bearer;
 mod caller;
 pub mod challenge;
 pub mod client_ip;
+pub mod identity;
 pub mod jwk;
 pub mod jwks;
 pub mod jwt;
 pub mod limits;
+pub mod policy;
 
 pub use bearer::{Bearer, Refusal};
 pub use caller::{Caller, Principal};
 pub use challenge::Challenge;
+pub use identity::{ClientCertificate, Credentials, IdentityError};
 pub use jwt::VerifiedToken;
+pub use policy::{Access, Policy};

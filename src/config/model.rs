@@ -73,6 +73,8 @@ pub struct Server {
     pub csrf: Option<http::HeaderName>,
     /// `[server.oauth]`: when set, every MCP request needs a valid bearer token.
     pub oauth: Option<Oauth>,
+    /// `[server.client_identification]`: who a caller is and which groups they are in.
+    pub client_identification: ClientIdentification,
 }
 
 /// `[server.rate_limits]`: requests to the MCP endpoint (every POST, GET and DELETE, counted
@@ -116,6 +118,109 @@ pub struct ClientIp {
     /// `x_forwarded_for_trusted_hops`, default none: take the address this many entries from
     /// the right end of `X-Forwarded-For` (0: the last one).
     pub x_forwarded_for_trusted_hops: Option<usize>,
+}
+
+/// `[server.client_identification]` (Nexus's keys): where a caller's client id and groups
+/// come from. Off by default: callers then have no client id and no groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentification {
+    /// `enabled`, default false.
+    pub enabled: bool,
+    /// `client_id`, default `{ jwt_claim = "sub" }`. When enabled, a request without one is
+    /// refused (400 `missing_client_id`).
+    pub client_id: IdentitySource,
+    /// `group_id`, default none: groups from a claim or a header.
+    pub group_id: Option<IdentitySource>,
+    /// `validation.group_values`, default empty (any group): the groups that exist.
+    pub group_values: std::collections::BTreeSet<String>,
+    /// `certificate_groups`, default none: groups of a client certificate's identity.
+    pub certificate_groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for ClientIdentification {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            client_id: IdentitySource::JwtClaim(ClaimPath(vec!["sub".to_owned()])),
+            group_id: None,
+            group_values: Default::default(),
+            certificate_groups: Default::default(),
+        }
+    }
+}
+
+/// Where one identity value is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// `{ jwt_claim = "a.b" }`: a claim of the verified access token.
+    JwtClaim(ClaimPath),
+    /// `{ http_header = "X-Client-Id" }`: a header, trusted as set by a proxy in front.
+    HttpHeader(http::HeaderName),
+    /// `{ certificate = "cn" }`: a field of the verified client certificate.
+    Certificate(CertificateField),
+}
+
+/// A claim path split at its dots (`realm_access.roles`): never empty, no empty segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath(pub Vec<String>);
+
+/// The field of a client certificate that identifies its holder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CertificateField {
+    /// "cn" (default): the subject's common name.
+    #[default]
+    CommonName,
+    /// "san:dns": the first DNS subject alternative name.
+    SanDns,
+    /// "san:email": the first email (rfc822Name) subject alternative name.
+    SanEmail,
+    /// "san:uri": the first URI subject alternative name.
+    SanUri,
+}
+
+impl CertificateField {
+    /// The name written in `nexus.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CommonName => "cn",
+            Self::SanDns => "san:dns",
+            Self::SanEmail => "san:email",
+            Self::SanUri => "san:uri",
+        }
+    }
+}
+
+/// Group and scope rules of every `[mcp.servers.NAME]` that has any (`allow`, `deny`,
+/// `required_scopes`, `[tools.T]`, `[prompts.P]`, `[resources."URI"]`). Kept apart from
+/// [`Downstream`] so that changing a rule never restarts a server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// Server name -> its rules.
+    pub servers: std::collections::BTreeMap<String, ServerAccess>,
+}
+
+/// One server's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerAccess {
+    /// `allow`, `deny`, `required_scopes` of the server.
+    pub rule: AccessRule,
+    /// `[tools.NAME]`, by the tool's name on the server.
+    pub tools: std::collections::BTreeMap<String, AccessRule>,
+    /// `[prompts.NAME]`, by the prompt's name on the server.
+    pub prompts: std::collections::BTreeMap<String, AccessRule>,
+    /// `[resources."URI"]`: a resource URI or a template's `uriTemplate`.
+    pub resources: std::collections::BTreeMap<String, AccessRule>,
+}
+
+/// `allow`, `deny` and `required_scopes` of a server or of one of its entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessRule {
+    /// `allow`: only these groups (empty: nobody).
+    pub allow: Option<std::collections::BTreeSet<String>>,
+    /// `deny`: never these groups, even when allowed.
+    pub deny: Option<std::collections::BTreeSet<String>>,
+    /// `required_scopes`: OAuth scopes a call needs.
+    pub required_scopes: Option<Vec<String>>,
 }
 
 /// `[server.cors]`: the CORS grant for browser clients (keys and defaults as in Nexus).
@@ -354,6 +459,8 @@ pub struct Mcp {
     pub limits: Limits,
     /// `[mcp.servers.NAME]`, in the order they appear in the file.
     pub servers: Vec<Downstream>,
+    /// The servers' `allow`/`deny`/`required_scopes` and their tool, prompt and resource entries.
+    pub access: AccessPolicy,
 }
 
 /// How tools are presented to clients.

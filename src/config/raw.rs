@@ -43,6 +43,47 @@ pub(crate) struct RawServer {
     pub csrf: Option<RawCsrf>,
     /// `[server.oauth]`; default none (no token asked for).
     pub oauth: Option<Spanned<RawOauth>>,
+    /// `[server.client_identification]`; default off.
+    pub client_identification: Option<Spanned<RawClientIdentification>>,
+}
+
+/// `[server.client_identification]` (Nexus's keys, plus `certificate_groups`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawClientIdentification {
+    /// Default false.
+    pub enabled: Option<bool>,
+    /// Default `{ jwt_claim = "sub" }`.
+    pub client_id: Option<Spanned<RawIdentitySource>>,
+    /// Default none.
+    pub group_id: Option<Spanned<RawIdentitySource>>,
+    /// `[validation]`; default no restriction.
+    pub validation: Option<RawIdentityValidation>,
+    /// Certificate identity -> groups; default none.
+    pub certificate_groups: Option<BTreeMap<String, Vec<Spanned<String>>>>,
+}
+
+/// `client_id` / `group_id`: exactly one of the keys (checked by `resolve`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table such as { jwt_claim = \"sub\" }"
+)]
+pub(crate) struct RawIdentitySource {
+    /// A claim of the verified access token, dotted for nested claims.
+    pub jwt_claim: Option<Spanned<String>>,
+    /// A request header set by a trusted proxy.
+    pub http_header: Option<Spanned<String>>,
+    /// A field of the verified client certificate: "cn", "san:dns", "san:email", "san:uri".
+    pub certificate: Option<Spanned<String>>,
+}
+
+/// `[server.client_identification.validation]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawIdentityValidation {
+    /// The groups that exist; default empty (any group).
+    pub group_values: Option<Vec<Spanned<String>>>,
 }
 
 /// `[server.cors]` (Nexus's keys).
@@ -403,6 +444,30 @@ pub(crate) struct RawDownstream {
     pub rate_limits: Option<RawRateLimits>,
     /// `[limits]`; default `[mcp.limits]`.
     pub limits: Option<RawLimits>,
+    /// Groups that may use the server; default everyone.
+    pub allow: Option<Vec<Spanned<String>>>,
+    /// Groups that may not; default none.
+    pub deny: Option<Vec<Spanned<String>>>,
+    /// OAuth scopes every request to the server needs; default none.
+    pub required_scopes: Option<Vec<String>>,
+    /// `[tools.NAME]`: rules of one tool (its name on the server); default the server's.
+    pub tools: Option<BTreeMap<String, RawAccessRule>>,
+    /// `[prompts.NAME]`; default the server's.
+    pub prompts: Option<BTreeMap<String, RawAccessRule>>,
+    /// `[resources."URI"]` (a resource URI or a template's `uriTemplate`); default the server's.
+    pub resources: Option<BTreeMap<String, RawAccessRule>>,
+}
+
+/// `[mcp.servers.NAME.tools.TOOL]` and the same for prompts and resources.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub(crate) struct RawAccessRule {
+    /// Replaces the server's `allow`/`deny` when this or `deny` is set.
+    pub allow: Option<Vec<Spanned<String>>>,
+    /// Replaces the server's `allow`/`deny` when this or `allow` is set.
+    pub deny: Option<Vec<Spanned<String>>>,
+    /// Replaces the server's `required_scopes` when set.
+    pub required_scopes: Option<Vec<String>>,
 }
 
 /// `protocol`.

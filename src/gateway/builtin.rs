@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::catalog::Catalog;
 use super::search;
+use super::visibility::Listing;
 
 /// Name of the search tool.
 pub const SEARCH: &str = "search";
@@ -47,8 +47,9 @@ pub fn definitions() -> Vec<Value> {
     ]
 }
 
-/// Runs `search` and returns a `tools/call` result (text and structured content).
-pub fn search(catalog: &Catalog, arguments: &Value) -> Result<Value, String> {
+/// Runs `search` over the tools the caller sees and returns a `tools/call` result (text and
+/// structured content).
+pub fn search(listing: &Listing, arguments: &Value) -> Result<Value, String> {
     let keywords: Vec<&str> = match arguments.get("keywords") {
         // Counted before collecting: a 50,000-word array is refused without copying it.
         Some(Value::Array(items)) if items.len() > search::MAX_QUERY_TOKENS => {
@@ -63,14 +64,14 @@ pub fn search(catalog: &Catalog, arguments: &Value) -> Result<Value, String> {
         Some(Value::String(text)) => text.split_whitespace().collect(),
         _ => return Err("`search` needs `keywords`: an array of strings".into()),
     };
-    let matches = catalog
+    let matches = listing
         .search
         .search(&keywords)
         .map_err(|error| error.to_string())?;
     let results: Vec<Value> = matches
         .into_iter()
         .map(|(position, score)| {
-            let tool = &catalog.tools[position];
+            let tool = &listing.tools[position];
             json!({
                 "name": tool["name"],
                 "description": tool.get("description").cloned().unwrap_or(Value::Null),

@@ -13,10 +13,12 @@ use super::catalog::SEPARATOR;
 use super::input::{InputRounds, Suspending};
 use super::subscriptions::resource_not_found;
 use super::{Asking, Bridge, Catalog, Gateway, Relay, Reply, RequestContext};
-use crate::access::audit;
+use crate::access::{Access, Caller, audit, policy};
 use crate::config::{Auth, ToolsMode, Transport};
 use crate::downstream::{CallOptions, Downstream};
-use crate::mcp::jsonrpc::{self, INVALID_PARAMS, METHOD_NOT_FOUND, RATE_LIMITED, RpcError};
+use crate::mcp::jsonrpc::{
+    self, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, RATE_LIMITED, RpcError,
+};
 use crate::mcp::param_headers;
 
 type Outcome = Result<Reply, RpcError>;
@@ -42,6 +44,21 @@ impl Call<'_> {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(pending) = pending.as_mut() {
             learned(pending.call_mut());
+        }
+    }
+
+    /// Records the call as `denied` when `hidden`: it names something the policy hides from
+    /// the caller, who is answered as for a name that does not exist.
+    fn deny_if(&self, hidden: bool) {
+        if !hidden {
+            return;
+        }
+        let mut pending = self
+            .audit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pending) = pending.as_mut() {
+            pending.deny();
         }
     }
 
@@ -88,19 +105,20 @@ impl Gateway {
             context,
             audit: Mutex::new(pending),
         };
+        let listing = || catalog.listing(&context.caller);
         let outcome = match method {
             "ping" => immediate(json!({})),
-            "tools/list" => immediate(json!({"tools": self.listed_tools(&catalog)})),
+            "tools/list" => immediate(json!({"tools": self.listed_tools(&call)})),
             "tools/call" => self.call_tool(&call, params).await,
-            "prompts/list" => immediate(json!({"prompts": catalog.prompts})),
+            "prompts/list" => immediate(json!({"prompts": listing().prompts})),
             "prompts/get" => get_prompt(&call, params).await,
-            "resources/list" => immediate(json!({"resources": catalog.resources})),
+            "resources/list" => immediate(json!({"resources": listing().resources})),
             "resources/templates/list" => {
-                immediate(json!({"resourceTemplates": catalog.templates}))
+                immediate(json!({"resourceTemplates": listing().templates}))
             }
             "resources/read" => read_resource(&call, params).await,
             "resources/subscribe" | "resources/unsubscribe" => {
-                self.subscription(method, context, params).await
+                self.subscription(method, &call, params).await
             }
             "completion/complete" => complete(&call, params).await,
             "logging/setLevel" => self.set_level(&catalog, context, params).await,
@@ -124,28 +142,40 @@ impl Gateway {
                 }
                 return Reply::Relayed(relay);
             }
+            Ok(Reply::Challenged { challenge, .. }) => {
+                let response = jsonrpc::error(id, INVALID_REQUEST, challenge.message());
+                Reply::Challenged {
+                    challenge,
+                    response,
+                }
+            }
             Err(error) => Reply::Immediate(error.to_response(id)),
         };
-        if let (Some(pending), Reply::Immediate(response)) = (pending, &reply) {
+        if let (Some(pending), Reply::Immediate(response) | Reply::Challenged { response, .. }) =
+            (pending, &reply)
+        {
             pending.answered(response);
         }
         reply
     }
 
     /// `resources/subscribe` and `resources/unsubscribe`, for the request's subscriber.
-    async fn subscription(
-        &self,
-        method: &str,
-        context: &RequestContext,
-        params: Option<Value>,
-    ) -> Outcome {
-        let Some(subscriber) = &context.subscriber else {
+    async fn subscription(&self, method: &str, call: &Call<'_>, params: Option<Value>) -> Outcome {
+        let Some(subscriber) = &call.context.subscriber else {
             return Err(RpcError::new(
                 METHOD_NOT_FOUND,
                 format!("Method not found: {method} (needs a session)"),
             ));
         };
         let uri = string_param(params.as_ref().ok_or_else(|| missing("params"))?, "uri")?;
+        // A resource the caller may not see is not found, as one that does not exist.
+        let access = call
+            .catalog
+            .resource(&uri)
+            .map(|(_, access)| access.as_ref());
+        if access.is_some_and(|access| !policy::admits(access, &call.context.caller)) {
+            return Err(resource_not_found(&uri));
+        }
         if method == "resources/subscribe" {
             self.subscribe_resource(subscriber, &uri).await?;
         } else {
@@ -154,10 +184,10 @@ impl Gateway {
         immediate(json!({}))
     }
 
-    fn listed_tools(&self, catalog: &Catalog) -> Vec<Value> {
+    fn listed_tools(&self, call: &Call<'_>) -> Vec<Value> {
         match self.tools_mode() {
             ToolsMode::Search => builtin::definitions(),
-            ToolsMode::Direct => catalog.tools.clone(),
+            ToolsMode::Direct => call.catalog.listing(&call.context.caller).tools.clone(),
         }
     }
 
@@ -170,7 +200,8 @@ impl Gateway {
                 .cloned()
                 .unwrap_or_else(|| json!({}));
             if name == SEARCH {
-                let result = builtin::search(call.catalog, &arguments)
+                let listing = call.catalog.listing(&call.context.caller);
+                let result = builtin::search(&listing, &arguments)
                     .map_err(|message| RpcError::new(INVALID_PARAMS, message))?;
                 return immediate(result);
             }
@@ -196,12 +227,15 @@ impl Gateway {
 
 async fn call_downstream_tool(call: &Call<'_>, mut params: Value) -> Outcome {
     let name = string_param(&params, "name")?;
-    let route = call
-        .catalog
-        .tool(&name)
-        .cloned()
-        .ok_or_else(|| not_listed(call.catalog, "tool", &name))?;
+    let caller = &call.context.caller;
+    let route = call.catalog.tool(&name, caller).cloned().ok_or_else(|| {
+        call.deny_if(call.catalog.has_tool(&name));
+        not_listed(call, "tool", &name)
+    })?;
     call.note_server(route.server);
+    if let Some(challenged) = scope_challenge(route.access.as_ref(), caller, "tool", &name) {
+        return Ok(challenged);
+    }
     admit(call, route.server, &route.name)?;
     params["name"] = Value::String(route.name);
     relay(call, route.server, "tools/call", params).await
@@ -210,12 +244,15 @@ async fn call_downstream_tool(call: &Call<'_>, mut params: Value) -> Outcome {
 async fn get_prompt(call: &Call<'_>, params: Option<Value>) -> Outcome {
     let mut params = params.ok_or_else(|| missing("params"))?;
     let name = string_param(&params, "name")?;
-    let route = call
-        .catalog
-        .prompt(&name)
-        .cloned()
-        .ok_or_else(|| not_listed(call.catalog, "prompt", &name))?;
+    let caller = &call.context.caller;
+    let route = call.catalog.prompt(&name, caller).cloned().ok_or_else(|| {
+        call.deny_if(call.catalog.has_prompt(&name));
+        not_listed(call, "prompt", &name)
+    })?;
     call.note_server(route.server);
+    if let Some(challenged) = scope_challenge(route.access.as_ref(), caller, "prompt", &name) {
+        return Ok(challenged);
+    }
     params["name"] = Value::String(route.name);
     relay(call, route.server, "prompts/get", params).await
 }
@@ -223,35 +260,60 @@ async fn get_prompt(call: &Call<'_>, params: Option<Value>) -> Outcome {
 async fn read_resource(call: &Call<'_>, params: Option<Value>) -> Outcome {
     let params = params.ok_or_else(|| missing("params"))?;
     let uri = string_param(&params, "uri")?;
-    let server = call
+    let caller = &call.context.caller;
+    let (server, access) = call
         .catalog
         .resource(&uri)
         .ok_or_else(|| resource_not_found(&uri))?;
-    call.note_server(server);
-    relay(call, server, "resources/read", params).await
+    if !policy::admits(access.as_ref(), caller) {
+        call.deny_if(true);
+        return Err(resource_not_found(&uri));
+    }
+    call.note_server(*server);
+    if let Some(challenged) = scope_challenge(access.as_ref(), caller, "resource", &uri) {
+        return Ok(challenged);
+    }
+    relay(call, *server, "resources/read", params).await
+}
+
+/// A 403 scope challenge when `caller` lacks a scope the item needs.
+fn scope_challenge(
+    access: Option<&Arc<Access>>,
+    caller: &Caller,
+    kind: &str,
+    name: &str,
+) -> Option<Reply> {
+    let challenge = access?.challenge(caller, &format!("the {kind} {name}"))?;
+    Some(Reply::Challenged {
+        challenge,
+        response: Value::Null,
+    })
 }
 
 async fn complete(call: &Call<'_>, params: Option<Value>) -> Outcome {
     let mut params = params.ok_or_else(|| missing("params"))?;
     let reference = params.get("ref").cloned().ok_or_else(|| missing("ref"))?;
+    let caller = &call.context.caller;
     let server = match reference.get("type").and_then(Value::as_str) {
         Some("ref/prompt") => {
             let name = string_param(&reference, "name")?;
             let route = call
                 .catalog
-                .prompt(&name)
+                .prompt(&name, caller)
                 .cloned()
-                .ok_or_else(|| not_listed(call.catalog, "prompt", &name))?;
+                .ok_or_else(|| not_listed(call, "prompt", &name))?;
             params["ref"]["name"] = Value::String(route.name);
             route.server
         }
         Some("ref/resource") => {
             let uri = string_param(&reference, "uri")?;
             let catalog = call.catalog;
-            catalog
+            let (server, _) = catalog
                 .template(&uri)
                 .or_else(|| catalog.resource(&uri))
-                .ok_or_else(|| unknown("resource template", &uri))?
+                .filter(|(_, access)| policy::admits(access.as_ref(), caller))
+                .ok_or_else(|| unknown("resource template", &uri))?;
+            *server
         }
         _ => {
             return Err(RpcError::new(
@@ -414,18 +476,23 @@ fn missing(name: &str) -> RpcError {
     )
 }
 
-/// A name the catalog does not list: when it belongs to a server that is not connected (its
-/// prefix, or the only server), the caller learns why that server is missing (e.g. its TLS
-/// error) instead of "unknown".
-fn not_listed(catalog: &Catalog, kind: &str, name: &str) -> RpcError {
+/// A name the catalog does not list for the caller: when it belongs to a server that is not
+/// connected (its prefix, or the only server) and that the caller may use, the caller learns
+/// why that server is missing (e.g. its TLS error) instead of "unknown".
+fn not_listed(call: &Call<'_>, kind: &str, name: &str) -> RpcError {
+    let catalog = call.catalog;
     let prefix = name.split_once(SEPARATOR).map(|(server, _)| server);
-    let owner = catalog
-        .members
-        .iter()
-        .map(|member| &member.downstream)
-        .find(|downstream| prefix == Some(downstream.name()) || catalog.members.len() == 1);
+    let owner =
+        catalog.members.iter().enumerate().find(|(_, member)| {
+            prefix == Some(member.downstream.name()) || catalog.members.len() == 1
+        });
     match owner {
-        Some(downstream) if !downstream.is_connected() => downstream.not_connected(),
+        Some((server, member))
+            if !member.downstream.is_connected()
+                && catalog.server_visible(server, &call.context.caller) =>
+        {
+            member.downstream.not_connected()
+        }
         _ => unknown(kind, name),
     }
 }

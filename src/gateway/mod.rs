@@ -10,6 +10,7 @@ pub mod rate_limit;
 pub mod relay;
 pub mod search;
 pub mod subscriptions;
+pub mod visibility;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::Caller;
+use crate::access::{Caller, Challenge, Policy};
 use crate::config::{self, PrefixMode, ToolsMode, Transport};
 use crate::downstream::{Change, ChangeSignal, Downstream, Events};
 use crate::mcp::jsonrpc;
@@ -41,6 +42,13 @@ pub enum Reply {
     Immediate(Value),
     /// Relayed to a downstream: notifications may come before the response.
     Relayed(Relay),
+    /// Refused for a missing scope: HTTP 403 with the challenge, so the client can step up.
+    Challenged {
+        /// The `WWW-Authenticate` refusal.
+        challenge: Challenge,
+        /// The JSON-RPC error (with the request's id), the body, or a batch's item.
+        response: Value,
+    },
 }
 
 /// Per-request facts from the front end.
@@ -48,6 +56,8 @@ pub enum Reply {
 pub struct RequestContext {
     /// Who is calling.
     pub caller: Arc<Caller>,
+    /// The RFC 9728 metadata URL a scope challenge points at (with `[server.oauth]`).
+    pub resource_metadata: Option<Arc<str>>,
     /// The client's `Authorization` header, for servers with `auth.type = "forward"`.
     pub authorization: Option<HeaderValue>,
     /// Lowest log level the client wants relayed with this request's answer.
@@ -69,6 +79,7 @@ impl RequestContext {
     pub fn new(caller: Arc<Caller>) -> Self {
         Self {
             caller,
+            resource_metadata: None,
             authorization: None,
             log_level: None,
             client_capabilities: None,
@@ -186,10 +197,11 @@ impl Member {
 }
 
 /// The `[mcp]` choices that shape the catalog.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Settings {
     tools: ToolsMode,
     prefix: bool,
+    policy: Arc<Policy>,
 }
 
 impl Settings {
@@ -198,6 +210,7 @@ impl Settings {
         Self {
             tools: config.tools,
             prefix,
+            policy: Arc::new(Policy::new(&config.access)),
         }
     }
 }
@@ -246,15 +259,17 @@ impl Gateway {
             changes: changes.clone(),
             broadcast: broadcast.clone(),
         };
+        let settings = Settings::of(config);
         let gateway = Arc::new(Self {
             members: ArcSwap::from_pointee(members.clone()),
             // Empty lists until the downstreams connect, but it knows them already: a call to
             // one that is not up yet is told why.
             catalog: ArcSwap::from_pointee(Catalog::build(
                 members.clone(),
-                Settings::of(config).prefix,
+                settings.prefix,
+                settings.policy.clone(),
             )),
-            settings: ArcSwap::from_pointee(Settings::of(config)),
+            settings: ArcSwap::from_pointee(settings),
             broadcast,
             subscriptions: subscriptions::Subscriptions::default(),
             log_levels: log_levels::LogLevels::default(),
@@ -360,9 +375,11 @@ impl Gateway {
 
     fn rebuild_catalog(&self, kinds: &[Change]) {
         let members = self.members.load_full().as_ref().clone();
+        let settings = self.settings.load();
         self.catalog.store(Arc::new(Catalog::build(
             members,
-            self.settings.load().prefix,
+            settings.prefix,
+            settings.policy.clone(),
         )));
         for kind in kinds {
             let method = match kind {

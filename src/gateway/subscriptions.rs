@@ -146,7 +146,7 @@ impl Gateway {
     /// The downstream that owns `uri` and offers subscriptions.
     fn subscription_server(&self, uri: &str) -> Result<usize, RpcError> {
         let catalog = self.catalog();
-        let server = catalog
+        let &(server, _) = catalog
             .resource(uri)
             .ok_or_else(|| resource_not_found(uri))?;
         let downstream = &catalog.members[server].downstream;

@@ -188,3 +188,18 @@ pub fn cancelled_response(id: Value) -> Response<Body> {
         &jsonrpc::error(id, REQUEST_CANCELLED, "Request cancelled"),
     )
 }
+
+/// A scope refusal: 403 with its `WWW-Authenticate` challenge and the JSON-RPC error.
+/// `resource_metadata` is the RFC 9728 document's URL (from `[server.oauth]`).
+pub fn challenged(
+    challenge: &crate::access::Challenge,
+    response: &Value,
+    resource_metadata: Option<&str>,
+) -> Response<Body> {
+    let mut answer = body::json(challenge.status(), response);
+    answer.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        challenge.header(resource_metadata),
+    );
+    answer
+}

@@ -4,9 +4,9 @@
 use http::header::{HOST, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 
+use super::Peer;
 use super::body::{self, Body};
-use super::{ClientSubject, Peer};
-use crate::access::{Bearer, Caller, Principal, Refusal, VerifiedToken};
+use crate::access::{Bearer, Refusal, VerifiedToken};
 use crate::mcp::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST};
 
 /// Seconds a client is told to wait while the signing keys are being fetched.
@@ -23,34 +23,19 @@ pub fn metadata<B>(bearer: &Bearer, request: &Request<B>) -> Option<Response<Bod
     ))
 }
 
-/// The caller of an MCP request with a valid token, and the token's verified claims; or the
-/// refusal to send.
+/// The verified access token of an MCP request, or the refusal to send.
 pub async fn authenticate<B>(
     bearer: &Bearer,
     peer: &Peer,
     request: &Request<B>,
-) -> Result<(Caller, VerifiedToken), Response<Body>> {
+) -> Result<VerifiedToken, Response<Body>> {
     match bearer.authenticate(request.uri(), request.headers()).await {
-        Ok(token) => Ok((caller(peer, &token), token)),
+        Ok(token) => Ok(token),
         Err(refusal) => {
             let host = host(request);
             Err(refused(bearer, &refusal, peer, host.as_deref()))
         }
     }
-}
-
-fn caller(peer: &Peer, token: &VerifiedToken) -> Caller {
-    let mut caller = Caller::anonymous(peer.address.ip());
-    caller.principal = Principal::Token {
-        issuer: token.issuer.clone(),
-        subject: token.subject.clone(),
-    };
-    caller.scopes = token.scopes.clone();
-    caller.certificate = peer
-        .subject
-        .as_ref()
-        .map(|ClientSubject(subject)| subject.clone());
-    caller
 }
 
 fn refused(bearer: &Bearer, refusal: &Refusal, peer: &Peer, host: Option<&str>) -> Response<Body> {
@@ -91,12 +76,15 @@ fn refused(bearer: &Bearer, refusal: &Refusal, peer: &Peer, host: Option<&str>) 
 
 /// The host the request names (`:authority` or `Host`), as the Host guard accepted it.
 fn host<B>(request: &Request<B>) -> Option<String> {
-    request
-        .uri()
-        .authority()
+    host_of(request.uri(), request.headers())
+}
+
+/// The host a request was sent to: HTTP/2's `:authority`, else `Host`.
+pub(super) fn host_of(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
+    uri.authority()
         .map(|authority| authority.as_str().to_owned())
         .or_else(|| {
-            let host = request.headers().get(HOST)?.to_str().ok()?;
+            let host = headers.get(HOST)?.to_str().ok()?;
             Some(host.to_owned())
         })
 }

@@ -54,6 +54,7 @@ pub async fn post(
     let context = RequestContext {
         authorization: parts.headers.get(AUTHORIZATION).cloned(),
         audit: app.audit.clone(),
+        resource_metadata: app.resource_metadata(&parts.uri, &parts.headers),
         ..RequestContext::new(caller)
     };
     if stateless::applies(&parts.headers, &message) {
@@ -259,6 +260,13 @@ async fn request(
             session.untrack(&id);
             body::json(StatusCode::OK, &response)
         }
+        Reply::Challenged {
+            challenge,
+            response,
+        } => {
+            session.untrack(&id);
+            answer::challenged(&challenge, &response, context.resource_metadata.as_deref())
+        }
         Reply::Relayed(relay) => {
             let era = Era::Handshake {
                 log_level: session.log_level_index(),
@@ -290,7 +298,8 @@ async fn post_batch(
             Some(Kind::Request) => {
                 let reply = app.gateway.handle(message, context).await;
                 responses.push(match reply {
-                    Reply::Immediate(response) => response,
+                    // A batch has one status for all its answers: the refusal is an item.
+                    Reply::Immediate(response) | Reply::Challenged { response, .. } => response,
                     Reply::Relayed(mut relay) => {
                         let era = Era::Handshake {
                             log_level: session.log_level_index(),

@@ -30,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::audit::Audit;
 use crate::access::limits::FrontDoor;
-use crate::access::{Caller, Principal, client_ip};
+use crate::access::{
+    Caller, ClientCertificate, Credentials, IdentityError, VerifiedToken, client_ip,
+};
 use crate::config;
 use crate::gateway::Gateway;
 use crate::tls::server::AcceptorHandle;
@@ -66,17 +68,16 @@ pub struct App {
     tls: Option<AcceptorHandle>,
     /// `[server.oauth]`, fixed at start: every MCP request needs a valid bearer token.
     bearer: Option<Arc<crate::access::Bearer>>,
+    /// `[server.client_identification]`, swapped on reload.
+    identification: arc_swap::ArcSwap<config::ClientIdentification>,
 }
-
-/// The verified subject of the client's certificate (mutual TLS).
-#[derive(Debug, Clone)]
-pub struct ClientSubject(pub Arc<str>);
 
 /// The connection a request came on, in each request's extensions.
 #[derive(Debug, Clone)]
 struct Peer {
     address: std::net::SocketAddr,
-    subject: Option<ClientSubject>,
+    /// The verified client certificate (mutual TLS).
+    certificate: Option<Arc<ClientCertificate>>,
 }
 
 impl App {
@@ -113,6 +114,9 @@ impl App {
             audit,
             tls: acceptor,
             bearer,
+            identification: arc_swap::ArcSwap::from_pointee(
+                config.server.client_identification.clone(),
+            ),
         })
     }
 
@@ -122,6 +126,8 @@ impl App {
         self.guard.store(Arc::new(Guard::new(&config.server)));
         self.browser
             .store(Arc::new(browser::Browser::new(&config.server)));
+        self.identification
+            .store(Arc::new(config.server.client_identification.clone()));
         let mcp_path = config.mcp.enabled.then(|| config.mcp.path.clone());
         let health_path = config
             .server
@@ -151,6 +157,13 @@ impl App {
         if oauth_changed {
             tracing::warn!("[server.oauth] changed: restart the gateway to apply");
         }
+    }
+
+    /// The RFC 9728 metadata URL for a request to `uri` (with `[server.oauth]`).
+    fn resource_metadata(&self, uri: &http::Uri, headers: &http::HeaderMap) -> Option<Arc<str>> {
+        let bearer = self.bearer.as_ref()?;
+        let host = bearer::host_of(uri, headers);
+        Some(bearer.metadata_url(host.as_deref()).into())
     }
 
     /// Re-reads `[server.tls]` material (from `settings`, the configuration now in force): new
@@ -194,7 +207,8 @@ impl App {
             .get::<Peer>()
             .cloned()
             .expect("BUG: every connection tags its requests with its peer");
-        if let Some(ClientSubject(subject)) = &peer.subject {
+        if let Some(certificate) = &peer.certificate {
+            let subject = &certificate.subject;
             tracing::info!(client = %subject, method = %request.method(), path, "request");
         }
         // Before any route: `/health` and `/metrics` must not be readable through a rebound name.
@@ -223,15 +237,32 @@ impl App {
         if self.mcp_path.as_deref() != Some(path) {
             return Ok(body::empty(StatusCode::NOT_FOUND));
         }
-        let caller = match &self.bearer {
-            None => caller(&peer, request.headers(), &self.client_ip),
+        let token = match &self.bearer {
+            None => None,
             Some(bearer) => match bearer::authenticate(bearer, &peer, &request).await {
-                // The verified claims are for `[server.client_identification]`.
-                Ok((caller, _claims)) => caller,
+                Ok(token) => Some(token),
                 Err(refused) => return Ok(refused),
             },
         };
-        let caller = Arc::new(caller);
+        let identification = self.identification.load();
+        let caller = caller(
+            &peer,
+            request.headers(),
+            &self.client_ip,
+            &identification,
+            token.as_ref(),
+        );
+        let caller = match caller {
+            Ok(caller) => Arc::new(caller),
+            Err(refused) => {
+                tracing::warn!(%refused, "request refused");
+                return Ok(body::rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    crate::mcp::jsonrpc::INVALID_REQUEST,
+                    refused.to_string(),
+                ));
+            }
+        };
         if let Some(refused) = front_door::admit(&self, &caller) {
             return Ok(refused);
         }
@@ -252,15 +283,26 @@ impl App {
     }
 }
 
-/// The caller a request acts for: the verified client certificate's subject when there is one,
-/// at the address `[server.client_ip]` takes from the headers.
-fn caller(peer: &Peer, headers: &http::HeaderMap, client_ip: &config::ClientIp) -> Caller {
-    let mut caller = Caller::anonymous(client_ip::resolve(client_ip, headers, peer.address.ip()));
-    if let Some(ClientSubject(subject)) = &peer.subject {
-        caller.principal = Principal::Certificate(subject.clone());
-        caller.certificate = Some(subject.clone());
+/// The caller a request acts for (see [`crate::access::identity`]), at the address
+/// `[server.client_ip]` takes from the headers, with the scopes of its verified access token.
+fn caller(
+    peer: &Peer,
+    headers: &http::HeaderMap,
+    client_ip: &config::ClientIp,
+    identification: &config::ClientIdentification,
+    token: Option<&VerifiedToken>,
+) -> Result<Caller, IdentityError> {
+    let credentials = Credentials {
+        address: client_ip::resolve(client_ip, headers, peer.address.ip()),
+        certificate: peer.certificate.as_deref(),
+        headers,
+        claims: token.map(|token| &token.claims),
+    };
+    let mut caller = crate::access::identity::identify(identification, credentials)?;
+    if let Some(token) = token {
+        caller.scopes = token.scopes.clone();
     }
-    caller
+    Ok(caller)
 }
 
 /// Serves `listener` until `shutdown`, then drains requests in flight for at most `drain`.
@@ -308,10 +350,10 @@ pub async fn run(
                         accepted = handshake => accepted,
                         () = shutdown.cancelled() => None,
                     };
-                    let Some((stream, subject)) = accepted else {
+                    let Some((stream, certificate)) = accepted else {
                         return;
                     };
-                    serve_connection(&builder, &shutdown, app, stream, subject, peer).await;
+                    serve_connection(&builder, &shutdown, app, stream, certificate, peer).await;
                 }
             }
         });
@@ -353,7 +395,7 @@ async fn serve_connection<I>(
     shutdown: &CancellationToken,
     app: Arc<App>,
     io: I,
-    subject: Option<ClientSubject>,
+    certificate: Option<Arc<ClientCertificate>>,
     peer: std::net::SocketAddr,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -363,7 +405,7 @@ async fn serve_connection<I>(
     let requests = activity.clone();
     let tag = Peer {
         address: peer,
-        subject,
+        certificate,
     };
     let service = service_fn(move |mut request: Request<Incoming>| {
         let in_flight = requests.begin();
@@ -380,8 +422,8 @@ async fn serve_connection<I>(
     connection::supervise(connection, activity, limits, shutdown.clone(), peer).await;
 }
 
-/// The server side of the handshake; the verified client subject when client certificates are
-/// required. A failed handshake is logged and the connection dropped.
+/// The server side of the handshake; the verified client certificate when client certificates
+/// are required. A failed handshake is logged and the connection dropped.
 async fn accept_tls(
     acceptor: &openssl::ssl::SslAcceptor,
     stream: tokio::net::TcpStream,
@@ -389,7 +431,7 @@ async fn accept_tls(
     timeout: Duration,
 ) -> Option<(
     tokio_openssl::SslStream<tokio::net::TcpStream>,
-    Option<ClientSubject>,
+    Option<Arc<ClientCertificate>>,
 )> {
     let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
     let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
@@ -410,11 +452,11 @@ async fn accept_tls(
             return None;
         }
     }
-    let subject = stream
+    let certificate = stream
         .ssl()
         .peer_certificate()
-        .map(|cert| ClientSubject(crate::tls::subject_text(&cert).into()));
-    Some((stream, subject))
+        .map(|cert| Arc::new(ClientCertificate::from_x509(&cert)));
+    Some((stream, certificate))
 }
 
 async fn expire_sessions(app: Arc<App>, shutdown: CancellationToken) {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::App;
 use super::answer::{self, Era};
 use super::body::{self, Body};
-use crate::access::Principal;
+use crate::access::{Caller, Principal};
 use crate::gateway::{Asking, Relay, Reply, RequestContext};
 use crate::mcp::era::{self, HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION};
 use crate::mcp::jsonrpc::{
@@ -67,8 +67,9 @@ pub async fn post(
         }
     }
     let id = message.get("id").cloned().unwrap_or(Value::Null);
-    if let Err(error) = check(headers, &message).and_then(|()| check_params(app, headers, &message))
-    {
+    let checked = check(headers, &message)
+        .and_then(|()| check_params(app, headers, &message, &context.caller));
+    if let Err(error) = checked {
         return reject(id, error);
     }
     let method = jsonrpc::method(&message).unwrap_or_default().to_owned();
@@ -148,7 +149,12 @@ fn check(headers: &HeaderMap, message: &Value) -> Result<(), RpcError> {
 
 /// A `tools/call`'s `Mcp-Param-*` headers against its arguments, per the called tool's schema
 /// (SEP-2243).
-fn check_params(app: &App, headers: &HeaderMap, message: &Value) -> Result<(), RpcError> {
+fn check_params(
+    app: &App,
+    headers: &HeaderMap,
+    message: &Value,
+    caller: &Caller,
+) -> Result<(), RpcError> {
     if jsonrpc::method(message) != Some("tools/call") {
         return Ok(());
     }
@@ -158,7 +164,7 @@ fn check_params(app: &App, headers: &HeaderMap, message: &Value) -> Result<(), R
     };
     let catalog = app.gateway.catalog();
     let Some(schema) = catalog
-        .tool_definition(name)
+        .tool_definition(name, caller)
         .and_then(|tool| tool.get("inputSchema"))
     else {
         return Ok(());
@@ -231,6 +237,10 @@ async fn relay(
                 .expect("BUG: responses are never filtered");
             body::json(shape.status(&response), &response)
         }
+        Reply::Challenged {
+            challenge,
+            response,
+        } => answer::challenged(&challenge, &response, context.resource_metadata.as_deref()),
         // No session, so nothing to cancel by notification: closing the stream cancels.
         Reply::Relayed(relay) => {
             let cancelled = CancellationToken::new();

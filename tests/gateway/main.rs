@@ -16,6 +16,7 @@ mod inspector;
 #[path = "../pkcs11_support/mod.rs"]
 mod pkcs11_support;
 mod pki;
+mod policy;
 mod protocol;
 mod reload;
 mod resilience;

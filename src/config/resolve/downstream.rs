@@ -9,25 +9,27 @@ use toml::de::DeValue;
 
 use super::Cx;
 use crate::config::model::{
-    Auth, Downstream, Http, HttpProtocol, Limits, RateLimit, StderrTarget, Stdio, Transport,
+    AccessPolicy, Auth, Downstream, Http, HttpProtocol, Limits, RateLimit, ServerAccess,
+    StderrTarget, Stdio, Transport,
 };
 use crate::config::raw::{
-    RawAuth, RawAuthKind, RawClientTls, RawDownstream, RawDuration, RawProtocol, RawRateLimits,
-    RawStderr,
+    RawAccessRule, RawAuth, RawAuthKind, RawClientTls, RawDownstream, RawDuration, RawProtocol,
+    RawRateLimits, RawStderr,
 };
 use crate::config::template::join;
 use crate::mcp::{era, version};
 
 impl Cx<'_> {
-    /// Every server of `[mcp.servers]`, in file order.
+    /// Every server of `[mcp.servers]`, in file order, and their access rules.
     pub(super) fn servers(
         &mut self,
         value: Option<Spanned<DeValue<'_>>>,
         timeout: Duration,
         limits: Limits,
-    ) -> Vec<Downstream> {
+    ) -> (Vec<Downstream>, AccessPolicy) {
+        let mut access = AccessPolicy::default();
         let Some(value) = value else {
-            return Vec::new();
+            return (Vec::new(), access);
         };
         let span = value.span();
         let DeValue::Table(table) = value.into_inner() else {
@@ -38,21 +40,22 @@ impl Cx<'_> {
                 "must be a table of servers".to_string(),
                 fix,
             );
-            return Vec::new();
+            return (Vec::new(), access);
         };
         let mut entries: Vec<_> = table.into_iter().collect();
         entries.sort_by_key(|(name, _)| name.span().start);
-        entries
+        let servers = entries
             .into_iter()
             .filter_map(|(name, value)| {
-                self.downstream(
-                    Spanned::new(name.span(), name.into_inner().into_owned()),
-                    value,
-                    timeout,
-                    limits,
-                )
+                let name = Spanned::new(name.span(), name.into_inner().into_owned());
+                let (server, rules) = self.downstream(name, value, timeout, limits)?;
+                if let Some(rules) = rules {
+                    access.servers.insert(server.name.clone(), rules);
+                }
+                Some(server)
             })
-            .collect()
+            .collect();
+        (servers, access)
     }
 
     fn downstream(
@@ -61,10 +64,17 @@ impl Cx<'_> {
         value: Spanned<DeValue<'_>>,
         timeout: Duration,
         limits: Limits,
-    ) -> Option<Downstream> {
+    ) -> Option<(Downstream, Option<ServerAccess>)> {
         let key = join("mcp.servers", name.get_ref());
         self.check_name(&name, &key);
         let raw: RawDownstream = self.section(value, &key)?;
+        let rule = RawAccessRule {
+            allow: raw.allow,
+            deny: raw.deny,
+            required_scopes: raw.required_scopes,
+        };
+        let entries = [raw.tools, raw.prompts, raw.resources];
+        let access = self.server_access(&key, rule, entries);
         let call_timeout = self
             .timeout(raw.call_timeout, &join(&key, "call_timeout"))
             .unwrap_or(timeout);
@@ -114,14 +124,15 @@ impl Cx<'_> {
                 return None;
             }
         };
-        Some(Downstream {
+        let server = Downstream {
             name: name.into_inner(),
             transport,
             rate_limit,
             call_timeout,
             protocol_version,
             limits,
-        })
+        };
+        Some((server, access))
     }
 
     /// A revision the gateway speaks, as one of its own constants.

@@ -5,6 +5,7 @@
 //! server does not hide the problems of another. Cross-key rules and file checks follow, each
 //! recorded as a problem with the key's position.
 
+mod access;
 mod audit;
 mod browser;
 mod downstream;
@@ -18,7 +19,7 @@ mod tls;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Pkcs11Defaults;
+use crate::config::{ClientIdentification, Pkcs11Defaults};
 
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
@@ -55,6 +56,7 @@ pub(crate) fn resolve(text: &str, path: &Path, env: Env<'_>) -> Result<Config, C
         unchecked_credentials: env(template::UNCHECKED_CREDENTIALS).is_some(),
         pkcs11: Pkcs11Defaults::default(),
         oauth: false,
+        identification: ClientIdentification::default(),
     };
     let mut config = cx.document(doc, path);
     config.warnings = cx.problems.take_warnings();
@@ -113,6 +115,8 @@ pub(crate) struct Cx<'a> {
     pkcs11: Pkcs11Defaults,
     /// Whether `[server.oauth]` is set (resolved before `[mcp]`): `auth.type = "forward"` needs it.
     oauth: bool,
+    /// `[server.client_identification]`, resolved before `[mcp]`: access rules name its groups.
+    identification: ClientIdentification,
 }
 
 impl Cx<'_> {
@@ -176,6 +180,7 @@ impl Cx<'_> {
             .timeout(raw.call_timeout, "mcp.call_timeout")
             .unwrap_or(DEFAULT_CALL_TIMEOUT);
         let limits = self.limits(raw.limits, Limits::default(), "mcp.limits");
+        let (servers, access) = self.servers(servers, call_timeout, limits);
         Mcp {
             enabled: raw.enabled.unwrap_or(true),
             path: self.url_path(raw.path, "mcp.path", "/mcp"),
@@ -189,7 +194,8 @@ impl Cx<'_> {
             },
             call_timeout,
             limits,
-            servers: self.servers(servers, call_timeout, limits),
+            servers,
+            access,
         }
     }
 

@@ -19,6 +19,11 @@ impl Cx<'_> {
         let raw: RawServer = value
             .and_then(|v| self.section(v, "server"))
             .unwrap_or_default();
+        let tls = raw.tls.and_then(|tls| self.server_tls(tls));
+        let client_ca = tls.as_ref().is_some_and(|tls| tls.client_ca.is_some());
+        let client_identification =
+            self.client_identification(raw.client_identification, client_ca);
+        self.identification = client_identification.clone();
         let health = raw.health.unwrap_or_default();
         let metrics = raw.metrics.unwrap_or_default();
         let listen_address = self.listen_address(raw.listen_address);
@@ -26,7 +31,7 @@ impl Cx<'_> {
             && raw.allowed_hosts.as_ref().is_none_or(Vec::is_empty);
         Server {
             listen_address,
-            tls: raw.tls.and_then(|tls| self.server_tls(tls)),
+            tls,
             health: Health {
                 enabled: health.enabled.unwrap_or(true),
                 path: self.url_path(health.path, "server.health.path", "/health"),
@@ -43,6 +48,7 @@ impl Cx<'_> {
             cors: raw.cors.map(|cors| self.cors(cors)),
             csrf: self.csrf(raw.csrf),
             oauth: raw.oauth.and_then(|oauth| self.oauth(oauth, any_host)),
+            client_identification,
         }
     }
 
