@@ -8,10 +8,11 @@
         registration, authorization code with PKCE; login and consent are driven over HTTP by
         the redirect handler) or `ClientCredentialsOAuthProvider` (--client-id, secret in env
         OIDC_CLIENT_SECRET, --issuer); tokens are kept in memory. Lists the tools, calls one.
-        {"tools": [...], "call": <result>, "requests": [{"method","url","status"}...],
-         "authorization": [...], "token": {"header", "claims"}}
-        `requests` are the SDK's own HTTP requests in order (httpx event hooks; URLs without
-        their query); `authorization` the login/consent requests the redirect handler made.
+        {"tools": [...], "call": <result>, "requests": [{"by","method","url","status"}...],
+         "token": {"header", "claims"}}
+        `requests`: every HTTP request in order, URLs without their query: the SDK's own
+        ("by": "client", from httpx event hooks) and the login and consent steps of the
+        redirect handler ("by": "user-agent").
 
     oauth_client.py token --issuer I --cafile CA --resource R [--flow ...] [--client-id ID]
                     [--account NAME]
@@ -80,23 +81,24 @@ class MemoryStorage:
         self.client_info = client_info
 
 
-def without_query(url: Any) -> str:
+def entry(by: str, method: str, url: Any, status: int) -> dict[str, Any]:
+    """One request of the log, its URL without the query (codes and states stay out)."""
     parts = urlsplit(str(url))
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return {"by": by, "method": method, "url": f"{parts.scheme}://{parts.netloc}{parts.path}", "status": status}
 
 
 class Browser:
     """Plays the user agent: follows the authorization redirects, logs in and consents through
     the provider's JSON interaction routes, and stops at the redirect back to the client."""
 
-    def __init__(self, verify: ssl.SSLContext, account: str) -> None:
+    def __init__(self, verify: ssl.SSLContext, account: str, log: list[dict[str, Any]]) -> None:
         self.http = httpx2.AsyncClient(verify=verify, follow_redirects=False, timeout=30.0)
         self.account = account
-        self.log: list[dict[str, Any]] = []
+        self.log = log
 
     async def record(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
         response = await self.http.request(method, url, **kwargs)
-        self.log.append({"method": method, "url": without_query(url), "status": response.status_code})
+        self.log.append(entry("user-agent", method, url, response.status_code))
         return response
 
     async def authorize(self, authorization_url: str) -> AuthorizationCodeResult:
@@ -110,9 +112,9 @@ class Browser:
                 elif prompt == "consent":
                     response = await self.record("POST", f"{url}/consent")
                 else:
-                    raise FlowError(f"unexpected prompt {prompt!r} at {without_query(url)}")
+                    raise FlowError(f"unexpected prompt {prompt!r} at {self.log[-1]['url']}")
             if response.status_code not in (302, 303):
-                raise FlowError(f"{without_query(url)} answered {response.status_code}: {response.text[:300]}")
+                raise FlowError(f"{self.log[-1]['url']} answered {response.status_code}: {response.text[:300]}")
             url = urljoin(url, response.headers["location"])
             if url.startswith(REDIRECT_URI):
                 query = {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
@@ -170,8 +172,9 @@ def auth_code_metadata() -> OAuthClientMetadata:
 
 async def run_mcp(args: argparse.Namespace, verify: ssl.SSLContext, out: dict[str, Any]) -> None:
     storage = MemoryStorage()
-    browser = Browser(verify, args.account)
-    out["authorization"] = browser.log
+    requests: list[dict[str, Any]] = []
+    out["requests"] = requests
+    browser = Browser(verify, args.account, requests)
     pending: list[AuthorizationCodeResult] = []
 
     async def redirect_handler(authorization_url: str) -> None:
@@ -197,12 +200,8 @@ async def run_mcp(args: argparse.Namespace, verify: ssl.SSLContext, out: dict[st
             issuer=args.issuer,
         )
 
-    requests: list[dict[str, Any]] = []
-    out["requests"] = requests
-
     async def on_response(response: httpx2.Response) -> None:
-        request = response.request
-        requests.append({"method": request.method, "url": without_query(request.url), "status": response.status_code})
+        requests.append(entry("client", response.request.method, response.request.url, response.status_code))
 
     try:
         async with httpx2.AsyncClient(
@@ -274,8 +273,8 @@ async def auth_code_grant(
         code_challenge=pkce.code_challenge,
         code_challenge_method="S256",
     )
-    browser = Browser(verify, args.account)
-    out["authorization"] = browser.log
+    out["authorization"] = []
+    browser = Browser(verify, args.account, out["authorization"])
     try:
         result = await browser.authorize(f"{metadata['authorization_endpoint']}?{query}")
     finally:

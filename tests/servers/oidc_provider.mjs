@@ -46,6 +46,11 @@ for (const required of ['modules', 'cert', 'key', 'resource']) {
   }
 }
 
+// stdout carries the one LISTENING line (a test may stop reading it then): oidc-provider's
+// notices (console.info) go to stderr with everything else.
+console.info = console.error;
+console.log = console.error;
+
 // oidc-provider is ESM only: loaded by path from the test tools, not from this script's folder.
 const entry = pathToFileURL(path.join(args.modules, 'oidc-provider/lib/index.js')).href;
 const { default: Provider, errors } = await import(entry);
@@ -63,11 +68,12 @@ function signingKey() {
   return { ...jwk, kid: crypto.randomBytes(9).toString('base64url'), alg: 'RS256', use: 'sig' };
 }
 
+const tokenTtl = Number(args['token-ttl']);
 const cookieKeys = [crypto.randomBytes(32).toString('base64url')];
 const resourceServer = {
   scope: args.scope,
   audience: args.resource,
-  accessTokenTTL: Number(args['token-ttl']),
+  accessTokenTTL: tokenTtl,
   accessTokenFormat: 'jwt',
   jwt: { sign: { alg: 'RS256' } },
 };
@@ -89,6 +95,15 @@ function configuration(keys) {
     // The resource's scopes too: a client's registered `scope` may only hold supported values.
     scopes: ['openid', 'offline_access', ...args.scope.split(' ')],
     cookies: { keys: cookieKeys },
+    // Explicit lifetimes (seconds), so the provider does not warn about its defaults.
+    ttl: {
+      AccessToken: tokenTtl,
+      ClientCredentials: tokenTtl,
+      Grant: 3600,
+      Interaction: 600,
+      RefreshToken: 3600,
+      Session: 3600,
+    },
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: true },
