@@ -6,7 +6,7 @@
 //! code with PKCE → token → tools, the client-credentials grant, and a key rotation at the
 //! provider that the running gateway follows.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use crate::oidc::{
     ACCOUNT, AUTH_CODE_STEPS, CLIENT_CREDENTIALS_STEPS, Flow, Provider, ResourceServer, SCOPE,
     SERVICE_CLIENT, resource_url, steps,
 };
-use crate::support::{fixture_stdio_cmd, free_port, mcp_headers, raw};
+use crate::support::{WAIT, fixture_stdio_cmd, free_port, mcp_headers, raw};
 
 /// `kid` of a summary's token (`{"header": ...}` or `{"token": {"header": ...}}`).
 fn kid(summary: &Value) -> &str {
@@ -139,14 +139,17 @@ async fn python_oauth_client_completes_each_flow_against_the_sdk_resource_server
 }
 
 /// A gateway on `port` in front of the fixture, its `[server.oauth]` trusting `provider`;
-/// `jwks_url` absent: discovered from the issuer.
+/// `jwks_url` absent: discovered from the issuer. It announces [`SCOPE`] in its metadata, which
+/// the client then asks for (without it the client asks for the provider's `scopes_supported`,
+/// `openid` among them, which the client-credentials grant refuses).
 fn gateway_config(port: u16, provider: &Provider, jwks_url: Option<&str>) -> String {
     let resource = resource_url(port);
     let issuer = provider.issuer();
     let url = jwks_url.map_or_else(String::new, |url| format!("url = {url:?}\n"));
     let ca = provider.ca();
     format!(
-        "[server.oauth]\n{url}expected_issuer = {issuer:?}\nexpected_audience = {resource:?}\n\n\
+        "[server.oauth]\n{url}expected_issuer = {issuer:?}\nexpected_audience = {resource:?}\n\
+         scopes_supported = [{SCOPE:?}]\n\n\
          [server.oauth.protected_resource]\nresource = {resource:?}\nauthorization_servers = [{issuer:?}]\n\n\
          [server.oauth.tls]\nroot_ca_cert_path = {ca:?}\n\n\
          [mcp]\ntools = \"direct\"\n[mcp.servers.fx]\ncmd = {}\n",
@@ -276,9 +279,29 @@ async fn gateway_oauth_follows_a_key_rotation_at_the_provider_without_restart() 
 
     let kids = provider.rotate().await;
     assert_ne!(kids[0], kid(&before));
-    let after = provider
-        .mcp(&serving.url(), Flow::ClientCredentials, "fx__echo", ECHO)
-        .await;
+    // The gateway re-reads the JWKS for an unknown kid at a bounded rate, so a token of the new
+    // key may be refused until the next read is allowed: retried, within WAIT.
+    let rotated = Instant::now();
+    let mut attempts = 0;
+    let after = loop {
+        attempts += 1;
+        let run = provider
+            .try_mcp(&serving.url(), Flow::ClientCredentials, "fx__echo", ECHO)
+            .await;
+        if run.get("fatal").is_none() {
+            break run;
+        }
+        assert!(
+            rotated.elapsed() < WAIT,
+            "a token of the new key still refused {WAIT:?} after the rotation: {run:#}{}",
+            serving.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!(
+        "gateway: new key accepted {:?} after the rotation ({attempts} attempts)",
+        rotated.elapsed()
+    );
     assert_eq!(kid(&after), kids[0], "signed with the new key");
     assert_eq!(
         steps(&after, &serving.url(), &provider.issuer()),

@@ -133,21 +133,29 @@ impl Provider {
     /// The Python MCP client with OAuth against `url`: lists the tools and calls `tool` with
     /// `arguments` (JSON). Returns its summary (see `tests/servers/oauth_client.py`).
     pub async fn mcp(&self, url: &str, flow: Flow, tool: &str, arguments: &str) -> Value {
-        self.client(&[
-            "mcp",
-            url,
-            "--flow",
-            flow.arg(),
-            "--call",
-            tool,
-            "--arguments",
-            arguments,
-        ])
-        .await
+        let args = mcp_args(url, flow, tool, arguments);
+        self.client(&args).await
     }
 
-    /// Runs `oauth_client.py ARGS --cafile CA --issuer ISSUER [--client-id, --account]`.
+    /// [`Self::mcp`] that may fail: the summary, with `fatal` when the run failed.
+    pub async fn try_mcp(&self, url: &str, flow: Flow, tool: &str, arguments: &str) -> Value {
+        self.run(&mcp_args(url, flow, tool, arguments)).await.0
+    }
+
+    /// Runs `oauth_client.py ARGS`, which must succeed.
     async fn client(&self, args: &[&str]) -> Value {
+        let (out, stderr) = self.run(args).await;
+        assert!(
+            out.get("fatal").is_none(),
+            "oauth_client.py {args:?} failed: {}\nstderr:\n{stderr}",
+            out["fatal"]
+        );
+        out
+    }
+
+    /// Runs `oauth_client.py ARGS --cafile CA --issuer ISSUER [--client-id, --account]`;
+    /// returns its summary and stderr.
+    async fn run(&self, args: &[&str]) -> (Value, String) {
         let ca = self.ca();
         let mut command = Command::new(tools().join("bin/python"));
         command
@@ -178,16 +186,17 @@ impl Provider {
                 output.status
             )
         });
-        assert!(
+        assert_eq!(
             output.status.success(),
-            "oauth_client.py {args:?} failed: {}\nstderr:\n{stderr}",
-            out["fatal"]
+            out.get("fatal").is_none(),
+            "exit status {} and summary disagree: {out}",
+            output.status
         );
         assert!(
             !stdout.contains(&self.secret) && !stderr.contains(&self.secret),
             "the client secret leaked into the client's output"
         );
-        out
+        (out, stderr.into_owned())
     }
 }
 
@@ -230,6 +239,21 @@ impl ResourceServer {
             url: resource_url(port),
         }
     }
+}
+
+/// `oauth_client.py mcp` arguments.
+fn mcp_args<'a>(url: &'a str, flow: Flow, tool: &'a str, arguments: &'a str) -> [&'a str; 8] {
+    let flow = flow.arg();
+    [
+        "mcp",
+        url,
+        "--flow",
+        flow,
+        "--call",
+        tool,
+        "--arguments",
+        arguments,
+    ]
 }
 
 /// `http://127.0.0.1:PORT/mcp`: the resource (and audience) of a server on `port`.

@@ -100,6 +100,7 @@ function configuration(keys) {
       AccessToken: tokenTtl,
       ClientCredentials: tokenTtl,
       Grant: 3600,
+      IdToken: 3600,
       Interaction: 600,
       RefreshToken: 3600,
       Session: 3600,
