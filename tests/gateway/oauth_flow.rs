@@ -168,26 +168,22 @@ async fn gateway(jwks_url: impl Fn(&Provider) -> Option<String>) -> (Provider, S
 
 const ECHO: &str = r#"{"message": "through the front door"}"#;
 
-/// The Python client's authorization-code flow through the gateway, checked step by step.
-async fn auth_code_through(provider: &Provider, serving: &Serving) {
+/// The gateway's refusal of a request without a token, and its RFC 9728 metadata at the
+/// path-inserted and the root form.
+async fn assert_challenge_and_metadata(provider: &Provider, serving: &Serving) {
     let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
     let (status, headers, _) =
         raw(Method::POST, &serving.url(), mcp_headers(None), Some(&ping)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", serving.logs());
-    let metadata_url = format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        serving.base()
-    );
+    let metadata_url = metadata_url(serving);
     let challenge = headers["www-authenticate"].to_str().unwrap();
     assert!(
         challenge.starts_with("Bearer ")
             && challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")),
         "{challenge}"
     );
-    for url in [
-        metadata_url.clone(),
-        format!("{}/.well-known/oauth-protected-resource", serving.base()),
-    ] {
+    let root = format!("{}/.well-known/oauth-protected-resource", serving.base());
+    for url in [metadata_url, root] {
         let (status, _, body) = raw(Method::GET, &url, HeaderMap::new(), None).await;
         assert_eq!(status, StatusCode::OK, "{url}");
         let metadata: Value = serde_json::from_slice(&body).unwrap();
@@ -198,46 +194,57 @@ async fn auth_code_through(provider: &Provider, serving: &Serving) {
             "{url}"
         );
     }
+}
 
-    let begun = Instant::now();
-    let user = provider
-        .mcp(&serving.url(), Flow::AuthCode, "fx__echo", ECHO)
-        .await;
-    eprintln!(
-        "gateway: auth-code flow + tools/list + tools/call: {:?}",
-        begun.elapsed()
+/// The RFC 9728 metadata URL for the gateway's `/mcp` (the path-inserted form).
+fn metadata_url(serving: &Serving) -> String {
+    format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        serving.base()
+    )
+}
+
+/// Checks a run of the Python client through the gateway: the flow's steps from the first 401
+/// to the tools (the metadata found through `resource_metadata`), the echo, the token's claims.
+fn assert_gateway_run(run: &Value, flow: Flow, provider: &Provider, serving: &Serving) {
+    let (expected, subject) = match flow {
+        Flow::AuthCode => (AUTH_CODE_STEPS, ACCOUNT),
+        Flow::ClientCredentials => (CLIENT_CREDENTIALS_STEPS, SERVICE_CLIENT),
+    };
+    assert_eq!(
+        steps(run, &serving.url(), &provider.issuer()),
+        expected,
+        "{run:#}"
     );
     assert_eq!(
-        steps(&user, &serving.url(), &provider.issuer()),
-        AUTH_CODE_STEPS,
-        "{user:#}"
-    );
-    let asked: Vec<&Value> = user["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .take(2)
-        .collect();
-    assert_eq!(
-        asked[1]["url"], metadata_url,
+        run["requests"][1]["url"],
+        metadata_url(serving),
         "the client followed resource_metadata"
     );
-    assert!(
-        user["tools"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("fx__echo")),
-        "{user:#}"
+    let tools = run["tools"].as_array().unwrap();
+    assert!(tools.contains(&json!("fx__echo")), "{run:#}");
+    assert_eq!(call_text(run), "through the front door");
+    assert_token_for(run, provider, &serving.url(), subject);
+}
+
+/// One timed run of the Python client through the gateway by `flow`, checked.
+async fn through_gateway(provider: &Provider, serving: &Serving, flow: Flow) -> Value {
+    let begun = Instant::now();
+    let run = provider.mcp(&serving.url(), flow, "fx__echo", ECHO).await;
+    eprintln!(
+        "gateway: {flow:?} flow + tools/list + tools/call: {:?}",
+        begun.elapsed()
     );
-    assert_eq!(call_text(&user), "through the front door");
-    assert_token_for(&user, provider, &serving.url(), ACCOUNT);
+    assert_gateway_run(&run, flow, provider, serving);
+    run
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the oauth branch"]
 async fn gateway_oauth_python_client_auth_code_flow_with_a_configured_jwks_url() {
     let (provider, serving) = gateway(|provider| Some(provider.jwks_uri())).await;
-    auth_code_through(&provider, &serving).await;
+    assert_challenge_and_metadata(&provider, &serving).await;
+    through_gateway(&provider, &serving, Flow::AuthCode).await;
     serving.stop().await;
 }
 
@@ -245,16 +252,9 @@ async fn gateway_oauth_python_client_auth_code_flow_with_a_configured_jwks_url()
 #[ignore = "needs the oauth branch"]
 async fn gateway_oauth_discovers_the_jwks_from_the_issuer_for_both_flows() {
     let (provider, serving) = gateway(|_| None).await;
-    auth_code_through(&provider, &serving).await;
-    let service = provider
-        .mcp(&serving.url(), Flow::ClientCredentials, "fx__echo", ECHO)
-        .await;
-    assert_eq!(
-        steps(&service, &serving.url(), &provider.issuer()),
-        CLIENT_CREDENTIALS_STEPS
-    );
-    assert_eq!(call_text(&service), "through the front door");
-    assert_token_for(&service, &provider, &serving.url(), SERVICE_CLIENT);
+    assert_challenge_and_metadata(&provider, &serving).await;
+    through_gateway(&provider, &serving, Flow::AuthCode).await;
+    through_gateway(&provider, &serving, Flow::ClientCredentials).await;
     serving.stop().await;
 }
 
@@ -263,19 +263,7 @@ async fn gateway_oauth_discovers_the_jwks_from_the_issuer_for_both_flows() {
 async fn gateway_oauth_follows_a_key_rotation_at_the_provider_without_restart() {
     let (provider, serving) = gateway(|provider| Some(provider.jwks_uri())).await;
     let pid = serving.pid();
-    let begun = Instant::now();
-    let before = provider
-        .mcp(&serving.url(), Flow::ClientCredentials, "fx__echo", ECHO)
-        .await;
-    eprintln!(
-        "gateway: client-credentials flow + tools: {:?}",
-        begun.elapsed()
-    );
-    assert_eq!(
-        steps(&before, &serving.url(), &provider.issuer()),
-        CLIENT_CREDENTIALS_STEPS
-    );
-    assert_eq!(call_text(&before), "through the front door");
+    let before = through_gateway(&provider, &serving, Flow::ClientCredentials).await;
 
     let kids = provider.rotate().await;
     assert_ne!(kids[0], kid(&before));
@@ -303,12 +291,7 @@ async fn gateway_oauth_follows_a_key_rotation_at_the_provider_without_restart() 
         rotated.elapsed()
     );
     assert_eq!(kid(&after), kids[0], "signed with the new key");
-    assert_eq!(
-        steps(&after, &serving.url(), &provider.issuer()),
-        CLIENT_CREDENTIALS_STEPS,
-        "the gateway took the token of the unknown kid after refetching the JWKS"
-    );
-    assert_eq!(call_text(&after), "through the front door");
+    assert_gateway_run(&after, Flow::ClientCredentials, &provider, &serving);
     assert_eq!(serving.pid(), pid, "the same gateway process");
     serving.stop().await;
 }

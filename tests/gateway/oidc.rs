@@ -7,11 +7,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::pki::TestPki;
-use crate::support::{WAIT, node, tools};
+use crate::support::{listening_port, node, tools};
 
 /// Bound on one run of the Python client (a whole OAuth flow and the MCP calls).
 const CLIENT_LIMIT: Duration = Duration::from_secs(120);
@@ -82,16 +81,7 @@ impl Provider {
             .kill_on_drop(true)
             .spawn()
             .expect("node for oidc-provider");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("oidc-provider did not start in time")
-            .unwrap();
-        let port = line
-            .as_deref()
-            .and_then(|line| line.strip_prefix("LISTENING "))
-            .and_then(|port| port.trim().parse().ok())
-            .unwrap_or_else(|| panic!("oidc-provider printed {line:?}"));
+        let port = listening_port(&mut child, "oidc-provider").await;
         Self {
             child,
             port,
@@ -228,12 +218,7 @@ impl ResourceServer {
             .kill_on_drop(true)
             .spawn()
             .expect("python resource server");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("resource server did not start in time")
-            .unwrap();
-        assert_eq!(line.as_deref(), Some(format!("LISTENING {port}").as_str()));
+        assert_eq!(listening_port(&mut child, "resource server").await, port);
         Self {
             _child: child,
             url: resource_url(port),
