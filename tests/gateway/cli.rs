@@ -221,6 +221,12 @@ impl Serving {
         Self::launch(&[], config, &[]).await
     }
 
+    /// [`Self::start`] on `port`, for a configuration that names its own URL (e.g. an OAuth
+    /// protected resource).
+    pub(crate) async fn start_on(port: u16, config: &str) -> Self {
+        Self::launch_on(port, &[], config, &[]).await
+    }
+
     /// Starts it with `env` added to its environment, and waits until it is healthy.
     pub(crate) async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         Self::launch(&[], config, env).await
@@ -232,9 +238,12 @@ impl Serving {
     }
 
     async fn launch(launcher: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch_on(free_port().await, launcher, config, env).await
+    }
+
+    async fn launch_on(port: u16, launcher: &[&str], config: &str, env: &[(&str, &str)]) -> Self {
         let dir = TestDir::new();
         dir.config(config);
-        let port = free_port().await;
         let listen = format!("127.0.0.1:{port}");
         let mut command = dir.command_under(launcher, &["--config", "nexus.toml", "-l", &listen]);
         command.envs(env.iter().copied());

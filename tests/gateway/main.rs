@@ -13,6 +13,8 @@ mod hostile;
 mod hostile_client;
 mod hsm;
 mod inspector;
+mod oauth_flow;
+mod oidc;
 #[path = "../pkcs11_support/mod.rs"]
 mod pkcs11_support;
 mod pki;

@@ -506,6 +506,21 @@ pub fn names(list: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// The port of a test server that announces `LISTENING <port>` as its first line on (piped)
+/// stdout; panics naming `what` when it prints anything else or nothing within [`WAIT`].
+pub async fn listening_port(child: &mut Child, what: &str) -> u16 {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let line = tokio::time::timeout(WAIT, BufReader::new(stdout).lines().next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not start within {WAIT:?}"))
+        .unwrap();
+    let port = line
+        .as_deref()
+        .and_then(|line| line.strip_prefix("LISTENING "))
+        .and_then(|port| port.trim().parse().ok());
+    port.unwrap_or_else(|| panic!("{what} printed {line:?}"))
+}
+
 /// A child process that is killed when the test ends.
 pub struct Server {
     /// The child.
@@ -581,16 +596,7 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .expect("python server");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("python server start")
-            .unwrap();
-        let port = line
-            .as_deref()
-            .and_then(|line| line.strip_prefix("LISTENING "))
-            .and_then(|port| port.trim().parse().ok());
-        let port = port.unwrap_or_else(|| panic!("python server printed {line:?}"));
+        let port = listening_port(&mut child, "python server").await;
         Self { child, port }
     }
 
