@@ -240,7 +240,6 @@ async fn through_gateway(provider: &Provider, serving: &Serving, flow: Flow) -> 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the oauth branch"]
 async fn gateway_oauth_python_client_auth_code_flow_with_a_configured_jwks_url() {
     let (provider, serving) = gateway(|provider| Some(provider.jwks_uri())).await;
     assert_challenge_and_metadata(&provider, &serving).await;
@@ -249,7 +248,6 @@ async fn gateway_oauth_python_client_auth_code_flow_with_a_configured_jwks_url()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the oauth branch"]
 async fn gateway_oauth_discovers_the_jwks_from_the_issuer_for_both_flows() {
     let (provider, serving) = gateway(|_| None).await;
     assert_challenge_and_metadata(&provider, &serving).await;
@@ -259,7 +257,6 @@ async fn gateway_oauth_discovers_the_jwks_from_the_issuer_for_both_flows() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the oauth branch"]
 async fn gateway_oauth_follows_a_key_rotation_at_the_provider_without_restart() {
     let (provider, serving) = gateway(|provider| Some(provider.jwks_uri())).await;
     let pid = serving.pid();
