@@ -39,11 +39,15 @@ use gateway::{Gateway, ReloadReport, StartError};
 /// 30 s stop timeout, so children are still stopped in order).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
 
+/// How long the audit writer may take, at exit, to write the records still queued.
+pub const AUDIT_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A started gateway with its front end and TLS material, ready to serve a listener and to
 /// reload.
 pub struct Nexus {
     gateway: Arc<Gateway>,
     app: Arc<server::App>,
+    audit: Option<Arc<access::audit::Audit>>,
     listen_address: std::net::SocketAddr,
     // What certificate health watches; replaced when a reload changes the files.
     certificates: ArcSwap<Vec<tls::expiry::Watched>>,
@@ -88,10 +92,11 @@ impl Nexus {
             .transpose()
             .map_err(StartError::OauthTls)?;
         let gateway = Gateway::start(&config.mcp, metrics)?;
-        let app = server::App::new(config, gateway.clone(), acceptor, audit, bearer);
+        let app = server::App::new(config, gateway.clone(), acceptor, audit.clone(), bearer);
         Ok(Self {
             gateway,
             app,
+            audit,
             listen_address: config.server.listen_address,
             certificates: ArcSwap::from_pointee(tls::expiry::watched(config)),
             server_tls: ArcSwap::from_pointee(config.server.tls.clone()),
@@ -99,8 +104,8 @@ impl Nexus {
     }
 
     /// Serves `listener` until `shutdown`, drains requests in flight, then stops every
-    /// downstream (stdio children included). Certificate health is checked now and every 12
-    /// hours meanwhile.
+    /// downstream (stdio children included) and waits for the audit writer. Certificate health
+    /// is checked now and every 12 hours meanwhile.
     pub async fn run(&self, listener: TcpListener, shutdown: CancellationToken) {
         let health = tokio::spawn(tls::expiry::monitor(
             self.certificates.load_full().as_ref().clone(),
@@ -110,6 +115,9 @@ impl Nexus {
         server::run(listener, self.app.clone(), shutdown, DRAIN_TIMEOUT).await;
         health.abort();
         self.gateway.stop().await;
+        if let Some(audit) = &self.audit {
+            audit.finish(AUDIT_FLUSH_TIMEOUT).await;
+        }
     }
 
     /// Applies a new configuration: downstreams added, removed or changed; unchanged ones

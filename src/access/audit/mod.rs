@@ -175,6 +175,19 @@ impl Audit {
         })
     }
 
+    /// Waits at most `deadline` until every record queued so far is written: at shutdown,
+    /// after the drain, so the records of the last calls are not lost with the process.
+    pub async fn finish(self: &Arc<Self>, deadline: std::time::Duration) {
+        let audit = self.clone();
+        let flushed = tokio::task::spawn_blocking(move || audit.sink.flush());
+        if tokio::time::timeout(deadline, flushed).await.is_err() {
+            tracing::warn!(
+                seconds = deadline.as_secs(),
+                "audit records not yet written at exit are lost: the audit writer is behind (slow disk or journal)"
+            );
+        }
+    }
+
     /// The `[audit]` it was opened with.
     pub fn config(&self) -> &config::Audit {
         &self.config

@@ -27,9 +27,16 @@ pub struct Line {
     pub outcome: &'static str,
 }
 
+/// What the writer's queue carries.
+enum Message {
+    Record(Line),
+    /// Everything queued before it is written and flushed, then the sender is told.
+    Flush(SyncSender<()>),
+}
+
 /// The sending side of the writer's queue.
 pub struct Sink {
-    queue: SyncSender<Line>,
+    queue: SyncSender<Message>,
     counters: Arc<AuditCounters>,
     last_warning: AtomicU64,
 }
@@ -70,14 +77,14 @@ impl Sink {
             })
             .transpose()?;
         let journal = journal.and_then(Journal::connect);
-        let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
+        let (queue, messages) = std::sync::mpsc::sync_channel(QUEUE);
         let writer = Writer {
             file: file.map(BufWriter::new),
             journal,
         };
         std::thread::Builder::new()
             .name("nexus-audit".into())
-            .spawn(move || writer.run(lines))
+            .spawn(move || writer.run(messages))
             .map_err(OpenError::Thread)?;
         Ok(Self {
             queue,
@@ -89,12 +96,21 @@ impl Sink {
     /// Queues a record, or drops and counts it when the writer is behind.
     pub fn send(&self, line: Line) {
         let outcome = line.outcome;
-        match self.queue.try_send(line) {
+        match self.queue.try_send(Message::Record(line)) {
             Ok(()) => self.counters.recorded(outcome),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let dropped = self.counters.dropped();
                 self.warn_dropped(dropped);
             }
+        }
+    }
+
+    /// Blocks until every record queued before the call is written and flushed (waiting for
+    /// room in a full queue), or the writer is gone.
+    pub fn flush(&self) {
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        if self.queue.send(Message::Flush(ack)).is_ok() {
+            let _ = done.recv();
         }
     }
 
@@ -122,18 +138,28 @@ struct Writer {
 }
 
 impl Writer {
-    /// Writes until every sender is gone; flushes whenever the queue is empty.
-    fn run(mut self, lines: Receiver<Line>) {
-        while let Ok(line) = lines.recv() {
-            self.write(&line);
+    /// Writes until every sender is gone; flushes whenever the queue is empty, and when asked.
+    fn run(mut self, messages: Receiver<Message>) {
+        while let Ok(message) = messages.recv() {
+            self.take(message);
             loop {
-                match lines.try_recv() {
-                    Ok(line) => self.write(&line),
+                match messages.try_recv() {
+                    Ok(message) => self.take(message),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return self.flush(),
                 }
             }
             self.flush();
+        }
+    }
+
+    fn take(&mut self, message: Message) {
+        match message {
+            Message::Record(line) => self.write(&line),
+            Message::Flush(ack) => {
+                self.flush();
+                let _ = ack.send(());
+            }
         }
     }
 
@@ -216,13 +242,32 @@ mod tests {
             std::str::from_utf8(&buffer[..read]).unwrap(),
             "SYSLOG_IDENTIFIER=nexus-audit\nPRIORITY=6\nNEXUS_AUDIT_OUTCOME=ok\nMESSAGE={\"outcome\":\"ok\"}\n"
         );
-        drop(sink);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::fs::read_to_string(&file).unwrap() != "{\"outcome\":\"ok\"}\n" {
-            assert!(std::time::Instant::now() < deadline, "not written");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        sink.flush();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "{\"outcome\":\"ok\"}\n"
+        );
         assert_eq!(counters.snapshot().0, vec![("ok", 1)]);
+    }
+
+    #[test]
+    fn flush_returns_once_every_queued_record_is_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let sink = Sink::open(Some(&file), None, Arc::new(AuditCounters::default())).unwrap();
+        for id in 0..QUEUE {
+            sink.send(Line {
+                json: format!("{{\"id\":{id}}}"),
+                outcome: "ok",
+            });
+        }
+        sink.flush();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.lines().count(), QUEUE);
+        assert_eq!(
+            text.lines().last(),
+            Some(format!("{{\"id\":{}}}", QUEUE - 1).as_str())
+        );
     }
 
     #[test]
