@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use super::Challenge;
-use super::jwks::KeyStore;
+use super::jwks::{KeyStore, Refetch};
 use super::jwt::{self, Invalid, Rules, VerifiedToken};
 use crate::config::Oauth;
 use crate::metrics::Metrics;
@@ -29,6 +29,9 @@ pub enum Refusal {
     TokenInQuery,
     /// The keys to verify with could not be fetched: 503 (the token may well be good).
     Unavailable,
+    /// The token was issued after the keys in force were fetched, by a key they lack, and they
+    /// may not be re-read for this long yet: 503 with `Retry-After` (likely a key rotation).
+    KeysBehind(std::time::Duration),
 }
 
 /// The verifier and the metadata of `[server.oauth]`.
@@ -104,12 +107,22 @@ impl Bearer {
             Ok(()) => {}
             // Perhaps the key was rotated in since the last fetch.
             Err(Invalid::UnknownKid) => {
-                let fresh = self.keys.after_unknown_kid(keys.generation).await;
+                let (fresh, declined) = match self.keys.after_unknown_kid(keys.generation).await {
+                    Refetch::Done(fresh) => (fresh, None),
+                    Refetch::Declined(fresh, wait) => (fresh, Some(wait)),
+                };
                 let Ok(set) = &fresh.set else {
                     return Err(Refusal::Unavailable);
                 };
-                jws.verify(set)
-                    .map_err(|error| invalid(error.to_string()))?;
+                match jws.verify(set) {
+                    Ok(()) => {}
+                    Err(Invalid::UnknownKid)
+                        if declined.is_some() && issued_after(&jws.claims, fresh.fetched_at) =>
+                    {
+                        return Err(Refusal::KeysBehind(declined.unwrap_or_default()));
+                    }
+                    Err(error) => return Err(invalid(error.to_string())),
+                }
             }
             Err(error) => return Err(invalid(error.to_string())),
         }
@@ -164,6 +177,15 @@ impl Bearer {
             None => format!("{}://{}", self.scheme, host.unwrap_or("localhost")),
         }
     }
+}
+
+/// Whether the (not yet verified) token says it was issued after `fetched_at`. A forged `iat`
+/// only turns its 401 into a 503 until the next re-read, which then answers 401.
+fn issued_after(claims: &serde_json::Map<String, Value>, fetched_at: u64) -> bool {
+    claims
+        .get("iat")
+        .and_then(Value::as_u64)
+        .is_some_and(|iat| iat > fetched_at)
 }
 
 fn invalid(description: String) -> Refusal {

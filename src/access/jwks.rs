@@ -1,11 +1,12 @@
 //! The authorization server's signing keys: fetched at start and every `poll_interval`
 //! through the gateway's own OpenSSL connector (`[server.oauth.tls]`), re-read when a token
-//! names a `kid` the set lacks (at most once per [`MIN_REFETCH`], concurrent misses sharing one
-//! fetch), and retried with backoff while unreachable. Until a first set arrives every token is
+//! names a `kid` the set lacks (such re-reads at most once per [`MIN_REFETCH`], concurrent
+//! misses sharing one fetch; the start and the poll do not count against it, so a key rotated
+//! in just after them is fetched at once), and retried with backoff while unreachable. Until a first set arrives every token is
 //! refused as unverifiable; a set that was fetched once is kept while later fetches fail.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -37,6 +38,18 @@ pub struct Keys {
     pub set: Result<Arc<KeySet>, String>,
     /// Incremented by every successful fetch.
     pub generation: u64,
+    /// When the fetch of `set` began (Unix seconds; 0 before the first): a token issued after
+    /// it may be signed with a key the set cannot have yet.
+    pub fetched_at: u64,
+}
+
+/// What a re-read asked for by an unknown `kid` gave.
+pub enum Refetch {
+    /// The keys after a fetch (this one, or another that finished meanwhile).
+    Done(Arc<Keys>),
+    /// No fetch: the last one caused by a `kid` is younger than [`MIN_REFETCH`]; the next is
+    /// allowed after this long.
+    Declined(Arc<Keys>, Duration),
 }
 
 /// Why a fetch failed; names the URL and the cause (never a token: none is involved).
@@ -90,7 +103,8 @@ pub struct KeyStore {
     fetcher: Fetcher,
     // Held across a fetch on purpose: it is the single flight that concurrent `kid` misses
     // and the poller share (no request waits on it unless its token named an unknown `kid`).
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    // It holds when the last fetch caused by a `kid` began.
+    last_kid_fetch: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl KeyStore {
@@ -101,9 +115,10 @@ impl KeyStore {
             keys: ArcSwap::from_pointee(Keys {
                 set: Err("the signing keys have not been fetched yet".to_owned()),
                 generation: 0,
+                fetched_at: 0,
             }),
             fetcher: Fetcher::new(oauth, metrics)?,
-            last_fetch: tokio::sync::Mutex::new(None),
+            last_kid_fetch: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -114,26 +129,29 @@ impl KeyStore {
 
     /// The keys after a token named a `kid` missing from generation `seen`: a fresh fetch,
     /// unless another one finished meanwhile or the last one is less than [`MIN_REFETCH`] old.
-    pub async fn after_unknown_kid(&self, seen: u64) -> Arc<Keys> {
-        let mut last = self.last_fetch.lock().await;
+    pub async fn after_unknown_kid(&self, seen: u64) -> Refetch {
+        let mut last = self.last_kid_fetch.lock().await;
         let current = self.current();
-        if current.generation != seen || last.is_some_and(|at| at.elapsed() < MIN_REFETCH) {
-            return current;
+        if current.generation != seen {
+            return Refetch::Done(current);
+        }
+        if let Some(wait) = last.and_then(|at| MIN_REFETCH.checked_sub(at.elapsed())) {
+            return Refetch::Declined(current, wait);
         }
         *last = Some(Instant::now());
         self.fetch_and_store("a token named an unknown kid").await;
-        self.current()
+        Refetch::Done(self.current())
     }
 
     /// Fetches now; whether the fetch succeeded.
     async fn refresh(&self, why: &str) -> bool {
-        let mut last = self.last_fetch.lock().await;
-        *last = Some(Instant::now());
+        let _single_flight = self.last_kid_fetch.lock().await;
         self.fetch_and_store(why).await
     }
 
     async fn fetch_and_store(&self, why: &str) -> bool {
         let previous = self.current();
+        let started = unix_seconds();
         match self.fetcher.fetch().await {
             Ok((url, set)) => {
                 let now = kids(&set);
@@ -143,6 +161,7 @@ impl KeyStore {
                 self.keys.store(Arc::new(Keys {
                     set: Ok(Arc::new(set)),
                     generation: previous.generation + 1,
+                    fetched_at: started,
                 }));
                 true
             }
@@ -155,6 +174,7 @@ impl KeyStore {
                 self.keys.store(Arc::new(Keys {
                     set: Err(error.to_string()),
                     generation: previous.generation,
+                    fetched_at: previous.fetched_at,
                 }));
                 false
             }
@@ -183,6 +203,12 @@ impl KeyStore {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 fn kids(set: &KeySet) -> Vec<String> {

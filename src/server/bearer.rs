@@ -6,6 +6,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 
 use super::Peer;
 use super::body::{self, Body};
+use crate::access::jwks::MIN_REFETCH;
 use crate::access::{Bearer, Refusal, VerifiedToken};
 use crate::mcp::jsonrpc::{INTERNAL_ERROR, INVALID_REQUEST};
 
@@ -59,19 +60,34 @@ fn refused(bearer: &Bearer, refusal: &Refusal, peer: &Peer, host: Option<&str>) 
                  are logged; send it as Authorization: Bearer <token>",
             )
         }
-        Refusal::Unavailable => {
-            let mut response = body::rpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                INTERNAL_ERROR,
-                "Service unavailable: the gateway has not yet fetched the authorization server's \
-                 signing keys, so it cannot verify access tokens; try again shortly",
-            );
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-            response
+        Refusal::Unavailable => unavailable(
+            "Service unavailable: the gateway has not yet fetched the authorization server's \
+             signing keys, so it cannot verify access tokens; try again shortly",
+            RETRY_AFTER_SECONDS,
+        ),
+        Refusal::KeysBehind(wait) => {
+            // Whole seconds, rounded up, so a client that waits as told finds the re-read allowed.
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            tracing::info!(peer = %peer.address, seconds, "access token signed by a key newer than the fetched ones; the client is asked to retry");
+            unavailable(
+                &format!(
+                    "Service unavailable: the token is signed with a key the gateway has not \
+                     fetched yet (the authorization server's keys are re-read at most every \
+                     {} s); try again in {seconds} s",
+                    MIN_REFETCH.as_secs()
+                ),
+                &seconds.to_string(),
+            )
         }
     }
+}
+
+fn unavailable(message: &str, retry_after: &str) -> Response<Body> {
+    let mut response = body::rpc_error(StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR, message);
+    if let Ok(value) = HeaderValue::from_str(retry_after) {
+        response.headers_mut().insert(RETRY_AFTER, value);
+    }
+    response
 }
 
 /// The host the request names (`:authority` or `Host`), as the Host guard accepted it.
